@@ -1,0 +1,3 @@
+"""mmer: multimodal (audio + text) emotion recognition pipeline."""
+
+__version__ = "0.1.0"

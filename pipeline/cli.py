@@ -1,0 +1,77 @@
+"""The ``mmer`` command: one sub-command per DVC stage, plus ``inspect``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline import __version__
+from pipeline.fusion import FUSIONS
+from pipeline.models import LEARNERS
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mmer`` console script."""
+    parser = argparse.ArgumentParser(prog="mmer", description="Multimodal (audio + text) emotion recognition pipeline.")
+    parser.add_argument("--version", action="version", version=f"mmer {__version__}")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="generate the synthetic demo corpus (stage demo_corpus)")
+    sub.add_parser("prepare", help="validate the dataset and write data/manifest.parquet")
+    sub.add_parser("audio-features", help="extract clip-level audio descriptors")
+    sub.add_parser("text-features", help="embed clip texts")
+    train = sub.add_parser("train", help="cross-validate one learner x fusion variant")
+    train.add_argument("--model", required=True, choices=LEARNERS)
+    train.add_argument("--fusion", required=True, choices=FUSIONS)
+    sub.add_parser("report", help="aggregate metrics into reports/")
+    inspect = sub.add_parser("inspect", help="show a store's schema, null counts and metadata")
+    inspect.add_argument("path")
+    args = parser.parse_args(argv)
+
+    try:
+        return _dispatch(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"mmer {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "inspect":
+        from pipeline.inspect_store import describe
+
+        print(describe(args.path))
+        return 0
+    if args.command == "report":
+        from pipeline.stages import report
+
+        report.run()
+        return 0
+
+    from pipeline.params import load_params
+
+    params = load_params(args.params)
+    if args.command == "demo":
+        from pipeline.stages import demo_corpus
+
+        demo_corpus.run(params)
+    elif args.command == "prepare":
+        from pipeline.stages import prepare
+
+        prepare.run(params)
+    elif args.command == "audio-features":
+        from pipeline.stages import audio_features
+
+        audio_features.run(params)
+    elif args.command == "text-features":
+        from pipeline.stages import text_features
+
+        text_features.run(params)
+    elif args.command == "train":
+        from pipeline.stages import train
+
+        train.run(params, args.model, args.fusion)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

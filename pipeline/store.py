@@ -1,0 +1,175 @@
+"""Parquet feature stores: one schema per store, self-describing, written atomically.
+
+Every store carries a JSON document under the Parquet schema metadata key ``mmer``:
+the store name, the extraction params, library versions, the ordered feature names
+and the SHA-256 of the manifest it was computed from. Read it back with
+:func:`read_metadata` or ``mmer inspect PATH``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from contextlib import contextmanager
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+METADATA_KEY = b"mmer"
+ROW_GROUP_SIZE = 10_000
+
+# --- the schemas, defined once ---------------------------------------------------
+
+MANIFEST_SCHEMA = pa.schema(  # extra adapter columns (e.g. valence, speaker) may follow
+    [
+        ("clip_id", pa.string()),
+        ("audio_path", pa.string()),
+        ("text", pa.string()),
+        ("label", pa.string()),
+        ("group", pa.string()),
+        ("split", pa.string()),
+    ]
+)
+
+ERRORS_SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("path", pa.string()),
+        ("stage", pa.string()),
+        ("error_type", pa.string()),
+        ("message", pa.string()),
+    ]
+)
+
+
+def manifest_schema(extra: pa.Schema | None = None) -> pa.Schema:
+    """``data/manifest.parquet``: the six mmer columns, then any extra columns kept."""
+    return MANIFEST_SCHEMA if extra is None else pa.schema(list(MANIFEST_SCHEMA) + list(extra))
+
+
+def audio_schema(feature_names: Iterable[str]) -> pa.Schema:
+    """``features/audio.parquet``: clip_id plus one float32 column per descriptor."""
+    return pa.schema([("clip_id", pa.string())] + [(name, pa.float32()) for name in feature_names])
+
+
+def text_schema(dim: int) -> pa.Schema:
+    """``features/text.parquet``: clip_id plus a fixed-size float32 embedding."""
+    return pa.schema([("clip_id", pa.string()), ("embedding", pa.list_(pa.float32(), dim))])
+
+
+def oof_schema(classes: Iterable[str]) -> pa.Schema:
+    """``models/<variant>/oof.parquet``: out-of-fold class probabilities per clip."""
+    return pa.schema(
+        [("clip_id", pa.string()), ("fold", pa.int32()), ("label", pa.string()), ("predicted", pa.string())]
+        + [(f"proba_{c}", pa.float64()) for c in classes]
+    )
+
+
+# --- writing and reading ---------------------------------------------------------
+
+
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temp path beside ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_store(df: pd.DataFrame, path: str | Path, schema: pa.Schema, meta: dict[str, Any]) -> None:
+    """Write ``df`` with exactly ``schema`` and ``meta`` as a Parquet file, atomically."""
+    missing = [name for name in schema.names if name not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: rows lack columns {missing[:5]} required by the store schema")
+    arrays = [_to_arrow(df[f.name], f.type) for f in schema]
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True, default=str)})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE)
+
+
+def _to_arrow(column: pd.Series, type_: pa.DataType) -> pa.Array:
+    if pa.types.is_fixed_size_list(type_):
+        flat = np.asarray(np.stack(column.to_numpy()), dtype=np.float32).reshape(-1)
+        return pa.FixedSizeListArray.from_arrays(pa.array(flat, type=type_.value_type), type_.list_size)
+    return pa.array(column.to_numpy(dtype=object) if pa.types.is_string(type_) else column.to_numpy(), type=type_, from_pandas=True)
+
+
+def read_store(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a store into pandas (fixed-size list columns become lists of arrays)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: store not found; run `dvc repro` to build it")
+    return pq.read_table(path, columns=columns).to_pandas()
+
+
+def read_matrix(path: str | Path, column: str = "embedding") -> tuple[np.ndarray, np.ndarray]:
+    """(clip_ids, (N, dim) float32 matrix) from a fixed-size list column, without Python loops."""
+    table = pq.read_table(path, columns=["clip_id", column])
+    values = table.column(column).combine_chunks()
+    dim = values.type.list_size
+    matrix = values.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    return table.column("clip_id").to_numpy(zero_copy_only=False).astype(str), matrix
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``mmer`` metadata document of a store ({} for a foreign Parquet file)."""
+    raw = pq.read_schema(path).metadata or {}
+    return json.loads(raw[METADATA_KEY]) if METADATA_KEY in raw else {}
+
+
+def write_text(text: str, path: str | Path) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(obj: Any, path: str | Path) -> None:
+    """Write JSON atomically, keys sorted, so identical results give identical bytes."""
+    write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions(names: Iterable[str]) -> dict[str, str]:
+    """Installed versions of the named distributions ('missing' when absent)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
+
+
+def store_metadata(store: str, params: dict, libraries: Iterable[str], manifest_path: str | Path, **extra: Any) -> dict:
+    """The metadata document every store carries."""
+    return {
+        "store": store,
+        "params": params,
+        "versions": library_versions(["mmer", "numpy", "pyarrow", *libraries]),
+        "manifest_sha256": file_sha256(manifest_path),
+        **extra,
+    }
