@@ -22,12 +22,16 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 METRICS = ("f1_macro", "auc_roc_macro", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro")
 
 
-def make_folds(y: np.ndarray, groups: np.ndarray | None, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def make_folds(
+    y: np.ndarray, groups: np.ndarray | None, n_folds: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train_index, test_index) pairs: stratified K-fold, grouped when ``groups`` is given."""
     if groups is not None:
         n_groups = len(np.unique(groups))
         if n_groups < n_folds:
-            raise ValueError(f"only {n_groups} groups for {n_folds} folds; lower train.n_folds or drop the group column")
+            raise ValueError(
+                f"only {n_groups} groups for {n_folds} folds; lower train.n_folds or drop the group column"
+            )
         splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         return list(splitter.split(np.zeros(len(y)), y, groups))
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
@@ -37,19 +41,14 @@ def make_folds(y: np.ndarray, groups: np.ndarray | None, n_folds: int, seed: int
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """Macro metrics of class-index labels ``y_true`` against an (n, n_classes) probability matrix.
 
-    AUC-ROC is one-vs-rest, macro-averaged over classes present in ``y_true``.
+    AUC-ROC is one-vs-rest per class, macro-averaged over the classes present in
+    ``y_true`` (a grouped fold may lack a class).
     """
     n_classes = proba.shape[1]
     y_pred = proba.argmax(axis=1)
     labels = np.arange(n_classes)
-    present = np.unique(y_true)
-    if len(present) < 2:
-        auc = float("nan")
-    elif n_classes == 2:
-        auc = roc_auc_score(y_true, proba[:, 1])
-    else:
-        auc = roc_auc_score(y_true, proba[:, present] / proba[:, present].sum(axis=1, keepdims=True),
-                            multi_class="ovr", average="macro", labels=present)
+    per_class_auc = [roc_auc_score(y_true == c, proba[:, c]) for c in labels if 0 < np.sum(y_true == c) < len(y_true)]
+    auc = float(np.mean(per_class_auc)) if per_class_auc else float("nan")
     return {
         "f1_macro": f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
         "auc_roc_macro": float(auc),

@@ -40,7 +40,7 @@ def resolve_n_jobs(n_jobs: int) -> int:
 def _guarded(fn: Callable, clip_id: str, stage: str, args: tuple) -> tuple[str, Any]:
     try:
         return clip_id, fn(*args)
-    except Exception as exc:  # noqa: BLE001 - one bad clip must not end the run
+    except Exception as exc:
         return clip_id, ClipFailure(clip_id, getattr(exc, "stage", stage), type(exc).__name__, str(exc))
 
 
@@ -58,8 +58,10 @@ def map_clips(
     failures: list[ClipFailure] = []
     progress = tqdm(total=len(items), desc=desc, unit="clip", disable=None, smoothing=0.1)
     with parallel_config(backend="loky", inner_max_num_threads=1):
-        stream = Parallel(n_jobs=workers, return_as="generator")(jobs) if workers > 1 else (
-            _guarded(fn, clip_id, stage, args) for clip_id, args in items
+        stream = (
+            Parallel(n_jobs=workers, return_as="generator")(jobs)
+            if workers > 1
+            else (_guarded(fn, clip_id, stage, args) for clip_id, args in items)
         )
         for clip_id, outcome in stream:
             if isinstance(outcome, ClipFailure):
@@ -71,7 +73,9 @@ def map_clips(
     return results, failures
 
 
-def check_error_budget(n_failed: int, n_total: int, max_fraction: float, failures: Sequence[ClipFailure], what: str) -> None:
+def check_error_budget(
+    n_failed: int, n_total: int, max_fraction: float, failures: Sequence[ClipFailure], what: str
+) -> None:
     """Raise :class:`StageFailed` with a summary when too many clips failed."""
     if n_total and n_failed / n_total > max_fraction:
         kinds: dict[str, int] = {}

@@ -34,7 +34,11 @@ def describe(path: str | Path) -> str:
         counts[0] += 1
         counts[1] += nulls
         counts[2] += nans
-    lines = [f"{path}: {table.num_rows} rows x {table.num_columns} columns", "", "column group        columns  nulls  NaN"]
+    lines = [
+        f"{path}: {table.num_rows} rows x {table.num_columns} columns",
+        "",
+        "column group        columns  nulls  NaN",
+    ]
     lines += [f"{g:<20}{c:>7}{n:>7}{x:>5}" for g, (c, n, x) in groups.items()]
     meta = read_metadata(path)
     if "feature_names" in meta:

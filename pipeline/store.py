@@ -107,7 +107,9 @@ def _to_arrow(column: pd.Series, type_: pa.DataType) -> pa.Array:
     if pa.types.is_fixed_size_list(type_):
         flat = np.asarray(np.stack(column.to_numpy()), dtype=np.float32).reshape(-1)
         return pa.FixedSizeListArray.from_arrays(pa.array(flat, type=type_.value_type), type_.list_size)
-    return pa.array(column.to_numpy(dtype=object) if pa.types.is_string(type_) else column.to_numpy(), type=type_, from_pandas=True)
+    return pa.array(
+        column.to_numpy(dtype=object) if pa.types.is_string(type_) else column.to_numpy(), type=type_, from_pandas=True
+    )
 
 
 def read_store(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:

@@ -43,32 +43,117 @@ MINOR = (0, 2, 3, 5, 7, 8, 10)
 PROGRESSIONS = {"major": (0, 4, 5, 3), "minor": (0, 5, 2, 6)}
 
 POSITIVE_WORDS = (
-    "sunshine", "smile", "love", "golden", "bright", "laughter", "hope", "sweet",
-    "warm", "shine", "joy", "kiss", "wonderful", "free", "heaven", "lucky", "bloom",
+    "sunshine",
+    "smile",
+    "love",
+    "golden",
+    "bright",
+    "laughter",
+    "hope",
+    "sweet",
+    "warm",
+    "shine",
+    "joy",
+    "kiss",
+    "wonderful",
+    "free",
+    "heaven",
+    "lucky",
+    "bloom",
 )
 NEGATIVE_WORDS = (
-    "tears", "broken", "alone", "grey", "cold", "lost", "pain", "goodbye", "ashes",
-    "empty", "lonely", "darkness", "sorrow", "bleeding", "regret", "hollow", "grave",
+    "tears",
+    "broken",
+    "alone",
+    "grey",
+    "cold",
+    "lost",
+    "pain",
+    "goodbye",
+    "ashes",
+    "empty",
+    "lonely",
+    "darkness",
+    "sorrow",
+    "bleeding",
+    "regret",
+    "hollow",
+    "grave",
 )
 ENERGETIC_WORDS = (
-    "run", "fire", "dance", "loud", "wild", "storm", "scream", "racing", "burning",
-    "jump", "thunder", "electric", "fast", "shout",
+    "run",
+    "fire",
+    "dance",
+    "loud",
+    "wild",
+    "storm",
+    "scream",
+    "racing",
+    "burning",
+    "jump",
+    "thunder",
+    "electric",
+    "fast",
+    "shout",
 )
 CALM_WORDS = (
-    "slow", "quiet", "drift", "soft", "sleep", "still", "gentle", "breathe", "calm",
-    "whisper", "dreaming", "fading", "rest", "hush",
+    "slow",
+    "quiet",
+    "drift",
+    "soft",
+    "sleep",
+    "still",
+    "gentle",
+    "breathe",
+    "calm",
+    "whisper",
+    "dreaming",
+    "fading",
+    "rest",
+    "hush",
 )
 NEUTRAL_WORDS = (
-    "window", "car", "street", "coffee", "paper", "train", "city", "door", "table",
-    "phone", "morning", "letter", "river", "corner", "station", "radio", "road",
+    "window",
+    "car",
+    "street",
+    "coffee",
+    "paper",
+    "train",
+    "city",
+    "door",
+    "table",
+    "phone",
+    "morning",
+    "letter",
+    "river",
+    "corner",
+    "station",
+    "radio",
+    "road",
 )
 OPENERS = (
-    "I remember", "we walk through", "she said", "under the", "every night",
-    "in the morning", "you told me", "down by the", "they call it", "here comes the",
+    "I remember",
+    "we walk through",
+    "she said",
+    "under the",
+    "every night",
+    "in the morning",
+    "you told me",
+    "down by the",
+    "they call it",
+    "here comes the",
 )
 ENDINGS = (
-    "by the river", "on the radio", "in this town", "tonight", "again and again",
-    "down the road", "at the station", "all day long", "like before", "on my way",
+    "by the river",
+    "on the radio",
+    "in this town",
+    "tonight",
+    "again and again",
+    "down the road",
+    "at the station",
+    "all day long",
+    "like before",
+    "on my way",
 )
 
 
@@ -103,8 +188,13 @@ def _midi_to_hz(midi: np.ndarray | float) -> np.ndarray | float:
 
 
 def _note(
-    freq: float, dur_s: float, sr: int, harmonic_amps: np.ndarray, attack_s: float,
-    vibrato_hz: float, rng: np.random.Generator,
+    freq: float,
+    dur_s: float,
+    sr: int,
+    harmonic_amps: np.ndarray,
+    attack_s: float,
+    vibrato_hz: float,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """One additive-synthesis note with an attack/exponential-decay envelope."""
     n = max(int(dur_s * sr), 8)
@@ -124,16 +214,20 @@ def _note(
 
 
 def render_audio(
-    valence: float, arousal: float, rng: np.random.Generator, sr: int, duration_s: float,
+    valence: float,
+    arousal: float,
+    rng: np.random.Generator,
+    sr: int,
+    duration_s: float,
 ) -> tuple[np.ndarray, dict]:
     """Render a music-like clip whose cues follow (valence, arousal).
 
     Returns the waveform (float32, peak <= 1) and the drawn musical choices.
     """
-    n = int(round(duration_s * sr))
+    n = round(duration_s * sr)
     # Audio perceives arousal through a little noise and valence through a lot.
     a = float(np.clip(arousal + rng.normal(0, 0.12), -1.2, 1.2))
-    v = float(0.8 * valence + rng.normal(0, 0.3))
+    v = float(0.8 * valence + rng.normal(0, 0.25))
 
     tempo = float(np.clip(100 + 38 * a + rng.normal(0, 10), 50, 190))
     beat_s = 60.0 / tempo
@@ -145,12 +239,12 @@ def render_audio(
     mode = "major" if rng.random() < 1 / (1 + np.exp(-4.0 * v)) else "minor"
     scale = np.array(MAJOR if mode == "major" else MINOR)
     key = int(rng.integers(0, 12))
-    root_midi = 52 + key - 12 * (key > 6) + int(round(3 * np.clip(v, -1, 1)))
+    root_midi = 52 + key - 12 * (key > 6) + round(3 * float(np.clip(v, -1, 1)))
     dissonance = v < -0.2 and rng.random() < 0.6
 
     n_harm = int(rng.integers(4, 13))
     odd_even = rng.uniform(0.3, 1.0)
-    harm = np.array([(1.0 if k % 2 else odd_even) * k ** -rolloff for k in range(1, n_harm + 1)])
+    harm = np.array([(1.0 if k % 2 else odd_even) * k**-rolloff for k in range(1, n_harm + 1)])
     vibrato_hz = rng.uniform(3, 6)
 
     y = np.zeros(n + sr)
@@ -195,9 +289,9 @@ def render_audio(
 
 def write_lyric(valence: float, arousal: float, rng: np.random.Generator, n_lines: int = 4) -> str:
     """A short lyric whose words carry valence strongly and arousal weakly."""
-    p_valence_word = 0.4 + 0.4 * abs(valence)
+    p_valence_word = 0.45 + 0.4 * abs(valence)
     p_word_agrees = 0.75 + 0.25 * abs(valence)  # near-neutral clips mix both signs
-    p_arousal_word = 0.05 + 0.1 * abs(arousal)
+    p_arousal_word = 0.06 + 0.12 * abs(arousal)
     lines = []
     for _ in range(n_lines):
         words = []
@@ -215,7 +309,9 @@ def write_lyric(valence: float, arousal: float, rng: np.random.Generator, n_line
     return "\n".join(lines)
 
 
-def make_clip(index: int, seed: int, sr: int, duration_s: float, contradiction_rate: float) -> tuple[DemoClip, np.ndarray]:
+def make_clip(
+    index: int, seed: int, sr: int, duration_s: float, contradiction_rate: float
+) -> tuple[DemoClip, np.ndarray]:
     """Draw and render clip `index`; depends only on (index, seed, sr, duration_s)."""
     rng = np.random.default_rng([seed, index])
     labels = list(QUADRANTS)
@@ -229,21 +325,33 @@ def make_clip(index: int, seed: int, sr: int, duration_s: float, contradiction_r
         text_v, text_a = draw_latents(rng, other)
     text = write_lyric(text_v, text_a, rng)
     clip = DemoClip(
-        clip_id=f"demo_{index:05d}", label=label, valence=round(valence, 4), arousal=round(arousal, 4),
-        text=text, text_contradicts=contradicts, **choices,
+        clip_id=f"demo_{index:05d}",
+        label=label,
+        valence=round(valence, 4),
+        arousal=round(arousal, 4),
+        text=text,
+        text_contradicts=contradicts,
+        **choices,
     )
     return clip, audio
 
 
-def _render_to_file(index: int, seed: int, sr: int, duration_s: float, contradiction_rate: float, audio_dir: str) -> dict:
+def _render_to_file(
+    index: int, seed: int, sr: int, duration_s: float, contradiction_rate: float, audio_dir: str
+) -> dict:
     clip, audio = make_clip(index, seed, sr, duration_s, contradiction_rate)
     write_wav(Path(audio_dir) / f"{clip.clip_id}.wav", audio, sr)
     return {"clip_id": clip.clip_id, "audio_path": f"audio/{clip.clip_id}.wav", **asdict(clip)}
 
 
 def generate_corpus(
-    root: str | Path, n_clips: int, duration_s: float, sr: int, seed: int,
-    contradiction_rate: float = 0.08, n_jobs: int = -1,
+    root: str | Path,
+    n_clips: int,
+    duration_s: float,
+    sr: int,
+    seed: int,
+    contradiction_rate: float = 0.08,
+    n_jobs: int = -1,
 ) -> pd.DataFrame:
     """Write ``root/audio/*.wav`` and ``root/manifest.csv``; return the manifest.
 

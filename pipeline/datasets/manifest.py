@@ -43,11 +43,7 @@ def read_manifest_file(path: str | Path, columns: dict[str, str] | None = None) 
             f"{path}: missing required column(s) {missing}; found {list(raw.columns)}. "
             "Map your names with dataset.columns in params.yaml, e.g. {clip_id: id}"
         )
-    df = raw.rename(columns={src: dst for dst, src in mapping.items()})
-    for optional in ("text", "group", "split"):
-        if optional not in df.columns:
-            df[optional] = None
-    df = df.replace({"": None})
+    df = raw.rename(columns={src: dst for dst, src in mapping.items()}).replace({"": None})
     base = path.parent
     df["audio_path"] = [
         None if p is None else os.path.relpath(base / p) if not os.path.isabs(p) else p for p in df["audio_path"]
@@ -55,7 +51,9 @@ def read_manifest_file(path: str | Path, columns: dict[str, str] | None = None) 
     return df
 
 
-def validate_manifest(df: pd.DataFrame, n_folds: int, labels: list[str] | None = None, check_files: bool = True) -> pd.DataFrame:
+def validate_manifest(
+    df: pd.DataFrame, n_folds: int, labels: list[str] | None = None, check_files: bool = True
+) -> pd.DataFrame:
     """Check a manifest and return it with mmer's columns first, sorted by clip_id.
 
     Raises :class:`ManifestError` for a missing column, blank/duplicate ids, blank or
@@ -65,6 +63,9 @@ def validate_manifest(df: pd.DataFrame, n_folds: int, labels: list[str] | None =
     if missing:
         raise ManifestError(f"manifest: missing required column(s) {missing}")
     df = df.copy()
+    for optional in ("text", "group", "split"):
+        if optional not in df.columns:
+            df[optional] = None
     df["clip_id"] = df["clip_id"].astype("string")
     blank_ids = df["clip_id"].isna() | (df["clip_id"].str.strip() == "")
     if blank_ids.any():
@@ -72,7 +73,9 @@ def validate_manifest(df: pd.DataFrame, n_folds: int, labels: list[str] | None =
     dup = df["clip_id"].duplicated(keep=False)
     if dup.any():
         ids = sorted(df.loc[dup, "clip_id"].unique())
-        raise ManifestError(f"manifest: duplicate clip_id(s) {ids[:5]}{' ...' if len(ids) > 5 else ''}; ids must be unique")
+        raise ManifestError(
+            f"manifest: duplicate clip_id(s) {ids[:5]}{' ...' if len(ids) > 5 else ''}; ids must be unique"
+        )
     blank_labels = df["label"].isna() | (df["label"].astype(str).str.strip() == "")
     if blank_labels.any():
         raise ManifestError(

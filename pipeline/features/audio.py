@@ -105,9 +105,7 @@ def extract_audio_features(y: np.ndarray, config: AudioFeatureConfig) -> dict[st
         raise ClipError("waveform contains NaN or inf samples")
     min_samples = max(config.n_fft, int(config.min_duration_s * config.sr))
     if len(y) < min_samples:
-        raise ClipError(
-            f"clip too short: {len(y) / config.sr:.3f} s, need at least {min_samples / config.sr:.3f} s"
-        )
+        raise ClipError(f"clip too short: {len(y) / config.sr:.3f} s, need at least {min_samples / config.sr:.3f} s")
     series = frame_series(y, config)
     record: dict[str, float] = {}
     for name, rows in series_layout(config):

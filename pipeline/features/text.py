@@ -53,7 +53,10 @@ def load_encoder(name: str, device: str = "cpu"):
 def embed_texts(encoder, texts: list[str], batch_size: int = 32, show_progress: bool = True) -> np.ndarray:
     """L2-normalised float32 embeddings, shape (len(texts), dim)."""
     vectors = encoder.encode(
-        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+        texts,
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
         show_progress_bar=show_progress,
     )
     return np.asarray(vectors, dtype=np.float32)

@@ -20,10 +20,18 @@ def make_learner(name: str, fusion: str, params: TrainParams, seed: int):
 
         p = params.lgbm
         estimator = LGBMClassifier(
-            n_estimators=p.n_estimators, learning_rate=p.learning_rate, num_leaves=p.num_leaves,
-            min_child_samples=p.min_child_samples, subsample=p.subsample, subsample_freq=1,
-            colsample_bytree=p.colsample_bytree, n_jobs=p.n_jobs, random_state=seed,
-            deterministic=True, force_row_wise=True, verbose=-1,
+            n_estimators=p.n_estimators,
+            learning_rate=p.learning_rate,
+            num_leaves=p.num_leaves,
+            min_child_samples=p.min_child_samples,
+            subsample=p.subsample,
+            subsample_freq=1,
+            colsample_bytree=p.colsample_bytree,
+            n_jobs=p.n_jobs,
+            random_state=seed,
+            deterministic=True,
+            force_row_wise=True,
+            verbose=-1,
         )
         return ClassicalFusionClassifier(estimator, fusion, pca_dim=params.pca_dim, seed=seed)
     if name == "logreg":
@@ -36,8 +44,15 @@ def make_learner(name: str, fusion: str, params: TrainParams, seed: int):
 
         p = params.mlp
         return MLPFusionClassifier(
-            fusion, hidden=p.hidden, dropout=p.dropout, lr=p.lr, weight_decay=p.weight_decay,
-            batch_size=p.batch_size, max_epochs=p.max_epochs, patience=p.patience,
-            val_fraction=params.val_fraction, seed=seed,
+            fusion,
+            hidden=p.hidden,
+            dropout=p.dropout,
+            lr=p.lr,
+            weight_decay=p.weight_decay,
+            batch_size=p.batch_size,
+            max_epochs=p.max_epochs,
+            patience=p.patience,
+            val_fraction=params.val_fraction,
+            seed=seed,
         )
     raise ValueError(f"unknown learner {name!r}; choose one of {LEARNERS}")

@@ -41,8 +41,17 @@ class MLPFusionClassifier:
     """Fit/predict wrapper around :class:`FusionHead` (scikit-learn style)."""
 
     def __init__(
-        self, fusion: str, hidden: int = 64, dropout: float = 0.3, lr: float = 1e-3, weight_decay: float = 1e-2,
-        batch_size: int = 32, max_epochs: int = 200, patience: int = 20, val_fraction: float = 0.15, seed: int = 0,
+        self,
+        fusion: str,
+        hidden: int = 64,
+        dropout: float = 0.3,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-2,
+        batch_size: int = 32,
+        max_epochs: int = 200,
+        patience: int = 20,
+        val_fraction: float = 0.15,
+        seed: int = 0,
     ):
         self.fusion = fusion
         self.hidden = hidden

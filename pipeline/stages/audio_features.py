@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pandas as pd
 
@@ -25,7 +26,8 @@ def run(params: Params) -> None:
     """Extract every clip, record failures, enforce the error budget, write both stores."""
     manifest = read_store(MANIFEST, columns=["clip_id", "audio_path"])
     config = params.audio.feature_config()
-    items = [(cid, (path, config)) for cid, path in zip(manifest["clip_id"], manifest["audio_path"])]
+    # Absolute paths: worker processes are reused and keep the working directory they started in.
+    items = [(cid, (os.path.abspath(path), config)) for cid, path in zip(manifest["clip_id"], manifest["audio_path"])]
     records, failures = map_clips(extract_file, items, params.executor.n_jobs, stage="features", desc="audio features")
 
     paths = dict(zip(manifest["clip_id"], manifest["audio_path"]))

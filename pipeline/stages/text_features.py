@@ -26,9 +26,15 @@ def run(params: Params) -> None:
     vectors = embed_texts(encoder, texts.tolist(), params.text.batch_size)
     dim = vectors.shape[1]
     meta = store_metadata(
-        "text", as_dict(params.text), LIBRARIES, MANIFEST,
-        model_id=model_id, embedding_dim=dim, max_seq_length=int(encoder.max_seq_length),
-        normalized=True, cleaning="NFC, whitespace collapsed",
+        "text",
+        as_dict(params.text),
+        LIBRARIES,
+        MANIFEST,
+        model_id=model_id,
+        embedding_dim=dim,
+        max_seq_length=int(encoder.max_seq_length),
+        normalized=True,
+        cleaning="NFC, whitespace collapsed",
     )
     df = pd.DataFrame({"clip_id": manifest["clip_id"], "embedding": list(vectors)})
     write_store(df, TEXT_STORE, text_schema(dim), meta)

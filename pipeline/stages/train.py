@@ -46,14 +46,22 @@ def run(params: Params, model: str, fusion: str) -> None:
         lambda: make_learner(model, fusion, params.train, params.seed), blocks, y, folds, len(classes)
     )
     predictions = pd.DataFrame(
-        {"clip_id": rows["clip_id"], "fold": fold_of, "label": rows["label"],
-         "predicted": np.array(classes)[oof.argmax(axis=1)]}
+        {
+            "clip_id": rows["clip_id"],
+            "fold": fold_of,
+            "label": rows["label"],
+            "predicted": np.array(classes)[oof.argmax(axis=1)],
+        }
     )
     for k, c in enumerate(classes):
         predictions[f"proba_{c}"] = oof[:, k]
     manifest_meta = read_metadata(MANIFEST)
-    write_store(predictions, out_dir / "oof.parquet", oof_schema(classes),
-                {"store": "oof", "model": model, "fusion": fusion, "classes": classes})
+    write_store(
+        predictions,
+        out_dir / "oof.parquet",
+        oof_schema(classes),
+        {"store": "oof", "model": model, "fusion": fusion, "classes": classes},
+    )
     metrics = {
         "model": model,
         "fusion": fusion,

@@ -1,0 +1,27 @@
+import subprocess
+import sys
+
+from pipeline.cli import main
+from pipeline.stages import AUDIO_STORE
+
+
+def test_inspect_shows_groups_and_metadata(project, capsys):
+    assert main(["inspect", str(AUDIO_STORE)]) == 0
+    out = capsys.readouterr().out
+    assert "features/audio.parquet: 40 rows x 302 columns" in out
+    assert "mfcc_delta2" in out and '"store": "audio"' in out and "manifest_sha256" in out
+
+
+def test_bad_params_give_a_one_line_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("train:\n  folds: 5\n")
+    assert main(["prepare"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mmer prepare: error: params: unknown key 'train.folds'")
+
+
+def test_console_script_is_installed():
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().startswith("mmer ")

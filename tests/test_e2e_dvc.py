@@ -1,0 +1,52 @@
+"""One real `dvc repro` of the whole graph on a tiny corpus, in a fresh git repo."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, write_params
+
+pytestmark = pytest.mark.slow
+
+
+def run(cmd, cwd, env):
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout
+
+
+def test_dvc_repro_end_to_end(tmp_path):
+    for name in ("dvc.yaml", "pipeline"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    write_params(tmp_path, {"train": {"n_folds": 3}})
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(tmp_path),
+    }
+    run(["git", "init", "-q"], tmp_path, env)
+    run([str(bin_dir / "dvc"), "init", "-q"], tmp_path, env)
+    run([str(bin_dir / "dvc"), "config", "core.analytics", "false"], tmp_path, env)
+
+    run([str(bin_dir / "dvc"), "repro"], tmp_path, env)
+
+    metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    assert {m: sorted(f) for m, f in metrics.items()} == {
+        m: ["audio", "concat", "mean", "product", "text"] for m in ("lgbm", "logreg", "mlp")
+    }
+    for fusions in metrics.values():
+        for summary in fusions.values():
+            assert 0 <= summary["f1_macro"]["mean"] <= 1
+    assert (tmp_path / "reports" / "leaderboard.md").read_text().count("\n| ") == 16  # header + 15 rows
+    assert (tmp_path / "dvc.lock").exists()
+
+    again = run([str(bin_dir / "dvc"), "repro"], tmp_path, env)
+    assert "Running stage" not in again
+    status = run([str(bin_dir / "dvc"), "status"], tmp_path, env)
+    assert "up to date" in status

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from pipeline.evaluation import METRICS, classification_metrics, make_folds, summarize
+
+
+def test_perfect_and_known_predictions():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    perfect = np.eye(3)[y]
+    assert classification_metrics(y, perfect) == {m: 1.0 for m in METRICS}
+    # Predict class 0 for everything: accuracy 1/3, recall per class (1, 0, 0).
+    always0 = np.tile([0.6, 0.2, 0.2], (6, 1))
+    m = classification_metrics(y, always0)
+    assert m["accuracy"] == pytest.approx(1 / 3)
+    assert m["recall_macro"] == pytest.approx(1 / 3)
+    assert m["f1_macro"] == pytest.approx((2 * (1 / 3) / (1 + 1 / 3)) / 3)
+    assert m["auc_roc_macro"] == pytest.approx(0.5)
+
+
+def test_binary_auc_uses_the_positive_column():
+    y = np.array([0, 0, 1, 1])
+    proba = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.45, 0.55]])
+    assert classification_metrics(y, proba)["auc_roc_macro"] == 1.0
+
+
+def test_grouped_folds_never_split_a_group():
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"singer{i}" for i in range(10)], 12)
+    y = np.tile(np.arange(4), 30)
+    rng.shuffle(y)
+    folds = make_folds(y, groups, n_folds=5, seed=1)
+    assert len(folds) == 5
+    for train_idx, test_idx in folds:
+        assert not set(groups[train_idx]) & set(groups[test_idx])
+    covered = np.sort(np.concatenate([test for _, test in folds]))
+    np.testing.assert_array_equal(covered, np.arange(120))
+
+
+def test_stratified_folds_are_balanced_and_seeded():
+    y = np.repeat(np.arange(4), 25)
+    folds = make_folds(y, None, n_folds=5, seed=7)
+    for _, test_idx in folds:
+        assert np.bincount(y[test_idx]).tolist() == [5, 5, 5, 5]
+    again = make_folds(y, None, n_folds=5, seed=7)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again))
+
+
+def test_too_few_groups_is_a_clear_error():
+    with pytest.raises(ValueError, match="only 3 groups for 5 folds"):
+        make_folds(np.zeros(30), np.repeat(["a", "b", "c"], 10), n_folds=5, seed=0)
+
+
+def test_summary_mean_and_sample_std():
+    summary = summarize([{"f1_macro": 0.5}, {"f1_macro": 0.7}])
+    assert summary["f1_macro"]["mean"] == pytest.approx(0.6)
+    assert summary["f1_macro"]["std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+
+
+def test_auc_skips_classes_absent_from_a_fold():
+    y = np.array([0, 0, 2, 2])  # class 1 absent, as in a small grouped fold
+    proba = np.array([[0.7, 0.2, 0.1], [0.5, 0.1, 0.4], [0.2, 0.2, 0.6], [0.45, 0.0, 0.55]])
+    assert classification_metrics(y, proba)["auc_roc_macro"] == 1.0

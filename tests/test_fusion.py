@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+import torch
+
+from pipeline.fusion import FUSIONS, fuse, modalities_for
+
+
+@pytest.fixture
+def blocks():
+    rng = np.random.default_rng(0)
+    return [rng.normal(size=(5, 3)), rng.normal(size=(5, 3))]
+
+
+def test_concat_stacks_side_by_side(blocks):
+    out = fuse(blocks, "concat")
+    assert out.shape == (5, 6)
+    np.testing.assert_array_equal(out[:, :3], blocks[0])
+    np.testing.assert_array_equal(out[:, 3:], blocks[1])
+
+
+def test_product_and_mean_are_elementwise(blocks):
+    np.testing.assert_allclose(fuse(blocks, "product"), blocks[0] * blocks[1])
+    np.testing.assert_allclose(fuse(blocks, "mean"), (blocks[0] + blocks[1]) / 2)
+    assert fuse(blocks, "product").shape == (5, 3)
+
+
+def test_torch_tensors_give_the_same_numbers(blocks):
+    tensors = [torch.from_numpy(b) for b in blocks]
+    for how in ("concat", "product", "mean"):
+        out = fuse(tensors, how)
+        assert isinstance(out, torch.Tensor)
+        np.testing.assert_allclose(out.numpy(), fuse(blocks, how))
+
+
+def test_elementwise_fusion_needs_equal_widths():
+    with pytest.raises(ValueError, match="equal width, got widths \\[2, 3\\]"):
+        fuse([np.ones((4, 3)), np.ones((4, 2))], "mean")
+
+
+def test_single_block_passes_through(blocks):
+    assert fuse(blocks[:1], "audio") is blocks[0]
+
+
+def test_modalities_per_variant():
+    assert modalities_for("audio") == ("audio",)
+    assert modalities_for("text") == ("text",)
+    assert all(modalities_for(f) == ("audio", "text") for f in FUSIONS[2:])
+    with pytest.raises(ValueError, match="unknown fusion 'late'"):
+        modalities_for("late")

@@ -1,0 +1,45 @@
+import pytest
+
+from pipeline.params import DatasetParams, Params, ParamsError, build, load_params
+from tests.conftest import REPO
+
+
+def test_repo_params_file_matches_documented_defaults():
+    # params.yaml spells out every default of pipeline/params.py: the two cannot drift apart.
+    assert load_params(REPO / "params.yaml") == Params()
+
+
+def test_unknown_key_is_named_with_the_allowed_keys(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  mlp:\n    hiden: 32\n")
+    with pytest.raises(ParamsError, match=r"unknown key 'train.mlp.hiden'.*known keys here: hidden"):
+        load_params(path)
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(ParamsError, match=r"'train.n_folds' must be int, got 'five'"):
+        build(Params, {"train": {"n_folds": "five"}})
+
+
+def test_int_is_accepted_for_float_and_nested_values_are_typed():
+    params = build(Params, {"demo": {"duration_s": 3}, "dataset": {"columns": {"clip_id": "id"}}})
+    assert params.demo.duration_s == 3.0 and isinstance(params.demo.duration_s, float)
+    assert params.dataset == DatasetParams(columns={"clip_id": "id"})
+
+
+def test_cross_field_checks(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("dataset:\n  kind: manifest\n")
+    with pytest.raises(ParamsError, match="needs dataset.manifest"):
+        load_params(path)
+    path.write_text("dataset:\n  kind: merge\n")
+    with pytest.raises(ParamsError, match="dataset.kind must be one of"):
+        load_params(path)
+    path.write_text("train:\n  n_folds: 1\n")
+    with pytest.raises(ParamsError, match="n_folds must be >= 2"):
+        load_params(path)
+
+
+def test_missing_file_says_how_to_fix(tmp_path):
+    with pytest.raises(ParamsError, match="file not found; run from the project root"):
+        load_params(tmp_path / "nope.yaml")

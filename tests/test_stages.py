@@ -1,0 +1,135 @@
+"""Each stage on the tiny demo project (40 clips of 2 s), run in-process."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.executor import StageFailed
+from pipeline.features.audio import feature_names
+from pipeline.params import load_params
+from pipeline.stages import AUDIO_ERRORS, AUDIO_STORE, MANIFEST, TEXT_STORE, audio_features, prepare, report, train
+from pipeline.store import file_sha256, read_matrix, read_metadata, read_store, write_store
+from tests.conftest import write_params
+
+
+def test_manifest_store(project):
+    manifest = read_store(MANIFEST)
+    assert list(manifest.columns[:6]) == ["clip_id", "audio_path", "text", "label", "group", "split"]
+    assert len(manifest) == 40 and manifest["label"].value_counts().tolist() == [10] * 4
+    assert {"valence", "arousal", "tempo_bpm"} <= set(manifest.columns)  # generator's draws kept
+    meta = read_metadata(MANIFEST)
+    assert meta["store"] == "manifest" and meta["label_counts"] == {"Q1": 10, "Q2": 10, "Q3": 10, "Q4": 10}
+
+
+def test_audio_store_is_complete_and_self_describing(project):
+    audio = read_store(AUDIO_STORE)
+    params = load_params()
+    names = feature_names(params.audio.feature_config())
+    assert list(audio.columns) == ["clip_id", *names]
+    assert len(audio) == 40 and np.isfinite(audio[names].to_numpy()).all()
+    meta = read_metadata(AUDIO_STORE)
+    assert meta["feature_names"] == names
+    assert meta["params"]["n_mfcc"] == 20 and meta["versions"]["librosa"].startswith("0.")
+    assert meta["manifest_sha256"] == file_sha256(MANIFEST)
+    assert len(read_store(AUDIO_ERRORS)) == 0
+
+
+def test_text_store_holds_unit_vectors(project):
+    ids, vectors = read_matrix(TEXT_STORE)
+    assert len(ids) == 40 and vectors.shape == (40, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    meta = read_metadata(TEXT_STORE)
+    assert meta["model_id"] == "sentence-transformers/all-MiniLM-L6-v2" and meta["embedding_dim"] == 384
+
+
+def test_corrupt_clip_is_recorded_not_fatal(project):
+    bad = project / "data" / "demo" / "audio" / "demo_00003.wav"
+    bad.write_bytes(b"RIFF\x00\x00garbage")
+    audio_features.run(load_params())  # 1 of 40 = 2.5% is within the default 5% budget
+    errors = read_store(AUDIO_ERRORS)
+    assert errors["clip_id"].tolist() == ["demo_00003"] and errors["stage"].tolist() == ["decode"]
+    assert "demo_00003.wav: cannot decode audio" in errors["message"][0]
+    assert len(read_store(AUDIO_STORE)) == 39
+    train.run(load_params(), "logreg", "concat")
+    metrics = json.loads((project / "models" / "logreg-concat" / "metrics.json").read_text())
+    assert metrics["n_clips"] == 39 and metrics["n_excluded"] == 1
+
+
+def test_error_budget_stops_the_stage_but_keeps_the_errors_table(project):
+    (project / "data" / "demo" / "audio" / "demo_00003.wav").write_bytes(b"")
+    write_params(project, {"audio": {"max_error_fraction": 0.01}})
+    with pytest.raises(
+        StageFailed, match="1 of 40 clips failed \\(2.5% > max_error_fraction 1.0%\\).*decode/AudioDecodeError"
+    ):
+        audio_features.run(load_params())
+    assert read_store(AUDIO_ERRORS)["clip_id"].tolist() == ["demo_00003"]
+
+
+def test_prepare_refuses_a_missing_file_before_heavy_work(project):
+    shutil.rmtree(project / "features")
+    (project / "data" / "demo" / "audio" / "demo_00007.wav").unlink()
+    with pytest.raises(ValueError, match="1 audio file\\(s\\) not found, e.g. .*demo_00007.wav"):
+        prepare.run(load_params())
+
+
+@pytest.mark.parametrize("model", ["lgbm", "mlp", "logreg"])
+def test_train_writes_oof_and_metrics(project, model):
+    train.run(load_params(), model, "mean")
+    out = project / "models" / f"{model}-mean"
+    oof = read_store(out / "oof.parquet")
+    assert len(oof) == 40 and sorted(oof["fold"].unique()) == [0, 1, 2, 3]
+    proba = oof[[f"proba_Q{i}" for i in range(1, 5)]].to_numpy()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert (oof["predicted"] == np.array(["Q1", "Q2", "Q3", "Q4"])[proba.argmax(axis=1)]).all()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["folds"]) == 4
+    for summary in metrics["summary"].values():
+        assert 0.0 <= summary["mean"] <= 1.0 and summary["std"] >= 0.0
+    assert metrics["feature_dims"] == {"audio": 301, "text": 384}
+
+
+def test_train_is_deterministic(project):
+    params = load_params()
+    out = project / "models" / "mlp-concat"
+    train.run(params, "mlp", "concat")
+    first = (out / "metrics.json").read_bytes(), read_store(out / "oof.parquet")
+    train.run(params, "mlp", "concat")
+    assert (out / "metrics.json").read_bytes() == first[0]
+    pd.testing.assert_frame_equal(read_store(out / "oof.parquet"), first[1])
+
+
+def test_grouped_manifest_keeps_groups_apart(project):
+    manifest = read_store(MANIFEST)
+    manifest["group"] = [f"artist{i % 8}" for i in range(len(manifest))]
+    write_store(manifest, MANIFEST, pq.read_schema(MANIFEST).remove_metadata(), read_metadata(MANIFEST))
+    train.run(load_params(), "logreg", "audio")
+    oof = read_store(project / "models" / "logreg-audio" / "oof.parquet").merge(manifest[["clip_id", "group"]])
+    assert oof.groupby("group")["fold"].nunique().max() == 1
+    assert json.loads((project / "models" / "logreg-audio" / "metrics.json").read_text())["grouped"] is True
+
+
+def test_report_aggregates_every_variant(project):
+    for model, fusion in [("logreg", "audio"), ("logreg", "text"), ("logreg", "concat")]:
+        train.run(load_params(), model, fusion)
+    report.run()
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert set(metrics) == {"logreg"} and set(metrics["logreg"]) == {"audio", "text", "concat"}
+    assert set(metrics["logreg"]["concat"]) == {
+        "f1_macro",
+        "auc_roc_macro",
+        "accuracy",
+        "balanced_accuracy",
+        "precision_macro",
+        "recall_macro",
+    }
+    board = (project / "reports" / "leaderboard.md").read_text()
+    rows = [line for line in board.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 3
+    f1s = [float(r.split("|")[4].split("±")[0]) for r in rows]
+    assert f1s == sorted(f1s, reverse=True)
+    csv = pd.read_csv(project / "reports" / "leaderboard.csv")
+    assert csv["rank"].tolist() == [1, 2, 3]
