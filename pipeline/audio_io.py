@@ -8,6 +8,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from pipeline.store import atomic_path
+
 
 class AudioDecodeError(ValueError):
     """A file that cannot be decoded into a waveform."""
@@ -15,18 +17,26 @@ class AudioDecodeError(ValueError):
     stage = "decode"
 
 
-def load_audio(path: str | Path, sr: int) -> np.ndarray:
+def load_audio(path: str | Path, sr: int, offset_s: float = 0.0, duration_s: float | None = None) -> np.ndarray:
     """Decode ``path`` to a mono float32 waveform at ``sr`` Hz (soundfile + soxr).
 
-    Multi-channel audio is averaged to mono; other rates are resampled with soxr's
-    high-quality setting.
+    Only the window ``[offset_s, offset_s + duration_s)`` is read (the whole file when
+    ``duration_s`` is None), so long recordings never sit in memory whole. WAV, FLAC,
+    OGG/Vorbis and MP3 (libsndfile >= 1.1) decode natively. Channels are averaged to
+    mono; other rates are resampled with soxr's high-quality setting.
     """
     try:
-        data, native_sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            native_sr = f.samplerate
+            start = round(offset_s * native_sr)
+            frames = -1 if duration_s is None else round(duration_s * native_sr)
+            if start:
+                f.seek(min(start, f.frames))
+            data = f.read(frames=frames, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types for bad files
         raise AudioDecodeError(f"{path}: cannot decode audio ({type(exc).__name__}: {exc})") from exc
     if data.shape[0] == 0:
-        raise AudioDecodeError(f"{path}: file holds no samples")
+        raise AudioDecodeError(f"{path}: no samples in the requested window (offset {offset_s} s)")
     y = data.mean(axis=1)
     if native_sr != sr:
         y = soxr.resample(y, native_sr, sr, quality="HQ")
@@ -34,5 +44,6 @@ def load_audio(path: str | Path, sr: int) -> np.ndarray:
 
 
 def write_wav(path: str | Path, y: np.ndarray, sr: int) -> None:
-    """Write a mono 16-bit PCM WAV."""
-    sf.write(str(path), np.asarray(y, dtype=np.float32), sr, subtype="PCM_16")
+    """Write a mono 16-bit PCM WAV atomically."""
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), np.asarray(y, dtype=np.float32), sr, subtype="PCM_16", format="WAV")

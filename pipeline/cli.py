@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="generate the synthetic demo corpus (stage demo_corpus)")
     sub.add_parser("prepare", help="validate the dataset and write data/manifest.parquet")
     sub.add_parser("audio-features", help="extract clip-level audio descriptors")
+    sub.add_parser("essentia-features", help="extract music descriptors with essentia")
     sub.add_parser("text-features", help="embed clip texts")
     train = sub.add_parser("train", help="cross-validate one learner x fusion variant")
     train.add_argument("--model", required=True, choices=LEARNERS)
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("report", help="aggregate metrics into reports/")
     inspect = sub.add_parser("inspect", help="show a store's schema, null counts and metadata")
     inspect.add_argument("path")
+    cache = sub.add_parser("cache", help="manage the per-clip feature cache")
+    cache.add_argument("action", choices=["clear"])
     args = parser.parse_args(argv)
 
     try:
@@ -62,6 +65,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pipeline.stages import audio_features
 
         audio_features.run(params)
+    elif args.command == "cache":
+        from pipeline.executor import clear_cache
+
+        removed = clear_cache(params.cache.dir)
+        print(f"mmer cache: removed {removed} cached clip results from {params.cache.dir}")
+    elif args.command == "essentia-features":
+        from pipeline.stages import essentia_features
+
+        essentia_features.run(params)
     elif args.command == "text-features":
         from pipeline.stages import text_features
 

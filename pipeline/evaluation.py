@@ -49,13 +49,15 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
     labels = np.arange(n_classes)
     per_class_auc = [roc_auc_score(y_true == c, proba[:, c]) for c in labels if 0 < np.sum(y_true == c) < len(y_true)]
     auc = float(np.mean(per_class_auc)) if per_class_auc else float("nan")
+    # Macro averages run over the classes present in y_true or y_pred (a grouped fold may lack
+    # a class; predicting an absent class still costs precision).
     return {
-        "f1_macro": f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
-        "auc_roc_macro": float(auc),
-        "accuracy": accuracy_score(y_true, y_pred),
-        "balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
-        "precision_macro": precision_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
-        "recall_macro": recall_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
+        "f1_macro": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "auc_roc_macro": auc,
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "precision_macro": float(precision_score(y_true, y_pred, average="macro", zero_division=0)),
+        "recall_macro": float(recall_score(y_true, y_pred, average="macro", zero_division=0)),
     }
 
 

@@ -1,20 +1,37 @@
-"""One executor for per-clip work: parallel map, progress bar, error capture.
+"""One executor for per-clip work: parallel map, progress bar, error capture, cache.
 
-``map_clips(fn, items)`` runs ``fn(*args)`` for every ``(clip_id, args)`` item in
-joblib worker processes (one BLAS/OpenMP thread each), shows a progress bar with
-clips/s and ETA, and turns an exception on one clip into a :class:`ClipFailure`
-instead of stopping the run. Results come back in input order.
+``iter_clips(fn, tasks)`` runs ``fn(*task.args)`` for every task in joblib worker
+processes (one BLAS/OpenMP thread each), shows a progress bar with clips/s and ETA,
+turns an exception on one clip into a :class:`ClipFailure` instead of stopping the
+run, and yields results in input order as they arrive, so callers can stream them
+to disk. With a :class:`ClipCache`, a task whose source file bytes and
+configuration fingerprint were seen before is loaded instead of recomputed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Callable, Sequence
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class ClipTask:
+    """One unit of per-clip work: ``fn(*args)``; ``source`` is the file the cache hashes."""
+
+    clip_id: str
+    args: tuple
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -31,61 +48,141 @@ class StageFailed(RuntimeError):
     """Too many clips failed for the stage's result to be trusted."""
 
 
+@dataclass(frozen=True)
+class ClipCache:
+    """Content-addressed results: key = sha256(fingerprint, source file bytes).
+
+    Values are dicts of numpy arrays stored as ``.npz`` (no pickle). Each entry is
+    written to a temp file and renamed, so an interrupted run leaves only whole
+    entries; an unreadable entry counts as a miss.
+    """
+
+    root: Path
+    fingerprint: str
+
+    def key(self, source: str) -> str:
+        digest = hashlib.sha256(self.fingerprint.encode())
+        with open(source, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return Path(self.root) / key[:2] / f"{key}.npz"
+
+    def load(self, key: str) -> dict[str, np.ndarray] | None:
+        path = self._path(key)
+        try:
+            with np.load(path, allow_pickle=False) as entry:
+                return {name: entry[name] for name in entry.files}
+        except (FileNotFoundError, OSError, ValueError, zipfile.BadZipFile):
+            return None
+
+    def save(self, key: str, value: dict[str, np.ndarray]) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npz.tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **value)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of configuration parts (dicts, strings, file contents)."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def clear_cache(root: str | Path) -> int:
+    """Delete the cache folder; return how many entries it held."""
+    root = Path(root)
+    if not root.exists():
+        return 0
+    count = sum(1 for _ in root.rglob("*.npz"))
+    shutil.rmtree(root)
+    return count
+
+
 def resolve_n_jobs(n_jobs: int) -> int:
     """-1 means all cores; never more workers than cores."""
     cores = os.cpu_count() or 1
     return cores if n_jobs in (-1, 0) else max(1, min(n_jobs, cores))
 
 
-def _guarded(fn: Callable, clip_id: str, stage: str, args: tuple) -> tuple[str, Any]:
+def _run_task(fn: Callable, task: ClipTask, stage: str, cache: ClipCache | None) -> tuple[str, Any, bool]:
     try:
-        return clip_id, fn(*args)
+        key = cache.key(task.source) if cache is not None and task.source else None
+        if key is not None:
+            hit = cache.load(key)
+            if hit is not None:
+                return task.clip_id, hit, True
+        value = fn(*task.args)
+        if key is not None:
+            cache.save(key, value)
+        return task.clip_id, value, False
     except Exception as exc:
-        return clip_id, ClipFailure(clip_id, getattr(exc, "stage", stage), type(exc).__name__, str(exc))
+        failure = ClipFailure(task.clip_id, getattr(exc, "stage", stage), type(exc).__name__, str(exc))
+        return task.clip_id, failure, False
+
+
+def iter_clips(
+    fn: Callable,
+    tasks: Sequence[ClipTask],
+    n_jobs: int = -1,
+    stage: str = "extract",
+    desc: str = "clips",
+    cache: ClipCache | None = None,
+) -> Iterator[tuple[str, Any, bool]]:
+    """Yield ``(clip_id, result or ClipFailure, from_cache)`` in input order."""
+    workers = resolve_n_jobs(n_jobs)
+    with tqdm(total=len(tasks), desc=desc, unit="clip", disable=None, smoothing=0.1) as progress:
+        if workers == 1:
+            outcomes = (_run_task(fn, task, stage, cache) for task in tasks)
+            for outcome in outcomes:
+                progress.update(1)
+                yield outcome
+            return
+        with parallel_config(backend="loky", inner_max_num_threads=1):
+            parallel = Parallel(n_jobs=workers, return_as="generator", pre_dispatch="4*n_jobs")
+            for outcome in parallel(delayed(_run_task)(fn, task, stage, cache) for task in tasks):
+                progress.update(1)
+                yield outcome
 
 
 def map_clips(
     fn: Callable,
-    items: Sequence[tuple[str, tuple]],
+    tasks: Sequence[ClipTask],
     n_jobs: int = -1,
     stage: str = "extract",
     desc: str = "clips",
+    cache: ClipCache | None = None,
 ) -> tuple[dict[str, Any], list[ClipFailure]]:
-    """Apply ``fn(*args)`` to each ``(clip_id, args)``; return (results by id, failures)."""
-    workers = resolve_n_jobs(n_jobs)
-    jobs = (delayed(_guarded)(fn, clip_id, stage, args) for clip_id, args in items)
+    """Collect :func:`iter_clips` into (results by clip_id in input order, failures)."""
     results: dict[str, Any] = {}
     failures: list[ClipFailure] = []
-    progress = tqdm(total=len(items), desc=desc, unit="clip", disable=None, smoothing=0.1)
-    with parallel_config(backend="loky", inner_max_num_threads=1):
-        stream = (
-            Parallel(n_jobs=workers, return_as="generator")(jobs)
-            if workers > 1
-            else (_guarded(fn, clip_id, stage, args) for clip_id, args in items)
-        )
-        for clip_id, outcome in stream:
-            if isinstance(outcome, ClipFailure):
-                failures.append(outcome)
-            else:
-                results[clip_id] = outcome
-            progress.update(1)
-    progress.close()
+    for clip_id, outcome, _ in iter_clips(fn, tasks, n_jobs, stage, desc, cache):
+        if isinstance(outcome, ClipFailure):
+            failures.append(outcome)
+        else:
+            results[clip_id] = outcome
     return results, failures
 
 
 def check_error_budget(
     n_failed: int, n_total: int, max_fraction: float, failures: Sequence[ClipFailure], what: str
 ) -> None:
-    """Raise :class:`StageFailed` with a summary when too many clips failed."""
-    if n_total and n_failed / n_total > max_fraction:
-        kinds: dict[str, int] = {}
-        for f in failures:
-            kinds[f"{f.stage}/{f.error_type}"] = kinds.get(f"{f.stage}/{f.error_type}", 0) + 1
-        top = ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])[:5])
-        example = failures[0] if failures else None
-        raise StageFailed(
-            f"{what}: {n_failed} of {n_total} clips failed ({n_failed / n_total:.1%} > max_error_fraction "
-            f"{max_fraction:.1%}). Top errors: {top}. First: {example.clip_id}: {example.message}"
-            if example
-            else f"{what}: {n_failed} of {n_total} clips failed"
-        )
+    """Raise :class:`StageFailed` with a summary of the top error kinds when too many clips failed."""
+    if not n_total or n_failed / n_total <= max_fraction:
+        return
+    kinds: dict[str, int] = {}
+    for f in failures:
+        kinds[f"{f.stage}/{f.error_type}"] = kinds.get(f"{f.stage}/{f.error_type}", 0) + 1
+    top = ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])[:5])
+    first = f" First: {failures[0].clip_id}: {failures[0].message}" if failures else ""
+    raise StageFailed(
+        f"{what}: {n_failed} of {n_total} clips failed ({n_failed / n_total:.1%} > max_error_fraction "
+        f"{max_fraction:.1%}). Top errors: {top}.{first}"
+    )

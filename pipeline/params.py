@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from pipeline.features.audio import AudioFeatureConfig
+from pipeline.features.music import MusicFeatureConfig
 
 
 class ParamsError(ValueError):
@@ -56,6 +57,14 @@ class ExecutorParams:
 
 
 @dataclass(frozen=True)
+class CacheParams:
+    """Per-clip result cache (content-addressed; clear it with ``mmer cache clear``)."""
+
+    enabled: bool = True
+    dir: str = ".mmer_cache"
+
+
+@dataclass(frozen=True)
 class AudioParams(AudioFeatureConfig):
     """Audio extraction settings plus the stage's failure budget."""
 
@@ -64,6 +73,17 @@ class AudioParams(AudioFeatureConfig):
     def feature_config(self) -> AudioFeatureConfig:
         """The extraction config alone (what the store's metadata records)."""
         return AudioFeatureConfig(**{f.name: getattr(self, f.name) for f in fields(AudioFeatureConfig)})
+
+
+@dataclass(frozen=True)
+class EssentiaParams(MusicFeatureConfig):
+    """Music descriptors (essentia) plus the stage's failure budget."""
+
+    max_error_fraction: float = 0.05
+
+    def feature_config(self) -> MusicFeatureConfig:
+        """The extraction config alone (what the store's metadata records)."""
+        return MusicFeatureConfig(**{f.name: getattr(self, f.name) for f in fields(MusicFeatureConfig)})
 
 
 @dataclass(frozen=True)
@@ -114,6 +134,8 @@ class LogRegParams:
 class TrainParams:
     """Evaluation protocol and learner settings.
 
+    audio_sets: which audio stores form the audio modality, concatenated per clip:
+    ``descriptors`` (features/audio.parquet), ``essentia`` (features/essentia.parquet).
     pca_dim: width ``h`` each modality is projected to (PCA, fitted inside the
     training fold) before the elementwise ``product``/``mean`` fusions of the
     classical learners. val_fraction: share of each training fold held out for
@@ -121,6 +143,7 @@ class TrainParams:
     """
 
     n_folds: int = 5
+    audio_sets: list[str] = field(default_factory=lambda: ["descriptors"])
     pca_dim: int = 32
     val_fraction: float = 0.15
     mlp: MLPParams = field(default_factory=MLPParams)
@@ -136,7 +159,9 @@ class Params:
     dataset: DatasetParams = field(default_factory=DatasetParams)
     demo: DemoParams = field(default_factory=DemoParams)
     executor: ExecutorParams = field(default_factory=ExecutorParams)
+    cache: CacheParams = field(default_factory=CacheParams)
     audio: AudioParams = field(default_factory=AudioParams)
+    essentia: EssentiaParams = field(default_factory=EssentiaParams)
     text: TextParams = field(default_factory=TextParams)
     train: TrainParams = field(default_factory=TrainParams)
 
@@ -154,6 +179,8 @@ def _check_value(value: Any, hint: Any, key: str) -> Any:
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     expected = origin or hint
+    if expected is tuple and isinstance(value, list):  # YAML has lists, frozen params hold tuples
+        value = tuple(value)
     if expected is bool or expected is int:
         ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
     else:
@@ -162,6 +189,8 @@ def _check_value(value: Any, hint: Any, key: str) -> Any:
         raise ParamsError(f"params: '{key}' must be {getattr(expected, '__name__', expected)}, got {value!r}")
     if origin is list:
         return [_check_value(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        return tuple(_check_value(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         return {str(k): _check_value(v, args[1], f"{key}.{k}") for k, v in value.items()}
     return value
@@ -195,7 +224,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
-    params = build(Params, data)
+    try:
+        params = build(Params, data)
+    except ParamsError:
+        raise
+    except ValueError as exc:  # a config's own check, e.g. audio.stats
+        raise ParamsError(f"params: {exc}") from exc
     validate(params)
     return params
 
@@ -211,8 +245,15 @@ def validate(params: Params) -> None:
         raise ParamsError(f"params: train.n_folds must be >= 2, got {params.train.n_folds}")
     if not 0 < params.train.val_fraction < 0.5:
         raise ParamsError(f"params: train.val_fraction must be in (0, 0.5), got {params.train.val_fraction}")
-    if not 0 <= params.audio.max_error_fraction <= 1:
-        raise ParamsError("params: audio.max_error_fraction must be in [0, 1]")
+    for section in ("audio", "essentia"):
+        if not 0 <= getattr(params, section).max_error_fraction <= 1:
+            raise ParamsError(f"params: {section}.max_error_fraction must be in [0, 1]")
+    audio_sets = ("descriptors", "essentia")
+    unknown = sorted(set(params.train.audio_sets) - set(audio_sets))
+    if unknown or not params.train.audio_sets:
+        raise ParamsError(f"params: train.audio_sets must be a non-empty subset of {audio_sets}, got {unknown or '[]'}")
+    if "essentia" in params.train.audio_sets and not params.essentia.enabled:
+        raise ParamsError("params: train.audio_sets names essentia but essentia.enabled is false")
 
 
 def as_dict(obj: Any) -> dict:

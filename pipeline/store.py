@@ -60,6 +60,25 @@ def audio_schema(feature_names: Iterable[str]) -> pa.Schema:
     return pa.schema([("clip_id", pa.string())] + [(name, pa.float32()) for name in feature_names])
 
 
+def melspec_schema(n_mels: int, n_frames: int) -> pa.Schema:
+    """``features/melspec.parquet``: clip_id, valid frame count and a (n_mels, n_frames) float32 tensor."""
+    return pa.schema(
+        [
+            ("clip_id", pa.string()),
+            ("n_valid_frames", pa.int32()),
+            ("melspec", pa.fixed_shape_tensor(pa.float32(), [n_mels, n_frames])),
+        ]
+    )
+
+
+def music_schema(feature_names: Iterable[str]) -> pa.Schema:
+    """``features/essentia.parquet``: clip_id, key and scale names, float32 descriptors."""
+    return pa.schema(
+        [("clip_id", pa.string()), ("key", pa.string()), ("scale", pa.string())]
+        + [(name, pa.float32()) for name in feature_names]
+    )
+
+
 def text_schema(dim: int) -> pa.Schema:
     """``features/text.parquet``: clip_id plus a fixed-size float32 embedding."""
     return pa.schema([("clip_id", pa.string()), ("embedding", pa.list_(pa.float32(), dim))])
@@ -91,25 +110,54 @@ def atomic_path(path: str | Path):
             os.unlink(tmp)
 
 
+class StoreWriter:
+    """Stream row groups into a store; the file appears (atomically) only on success.
+
+    >>> with StoreWriter(path, schema, meta) as writer:
+    ...     for batch in batches:
+    ...         writer.write(batch)          # a DataFrame holding the schema's columns
+    """
+
+    def __init__(self, path: str | Path, schema: pa.Schema, meta: dict[str, Any]):
+        self.path = Path(path)
+        self.schema = schema.with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True, default=str)})
+        self.rows = 0
+
+    def __enter__(self) -> StoreWriter:
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        self._writer = pq.ParquetWriter(tmp, self.schema)
+        return self
+
+    def write(self, df: pd.DataFrame) -> None:
+        """Append ``df`` (one row group)."""
+        missing = [name for name in self.schema.names if name not in df.columns]
+        if missing:
+            raise ValueError(f"{self.path}: rows lack columns {missing[:5]} required by the store schema")
+        arrays = [_to_arrow(df[f.name], f.type) for f in self.schema]
+        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema), row_group_size=ROW_GROUP_SIZE)
+        self.rows += len(df)
+
+    def __exit__(self, *exc_info) -> None:
+        self._writer.close()
+        self._atomic.__exit__(*exc_info)
+
+
 def write_store(df: pd.DataFrame, path: str | Path, schema: pa.Schema, meta: dict[str, Any]) -> None:
-    """Write ``df`` with exactly ``schema`` and ``meta`` as a Parquet file, atomically."""
-    missing = [name for name in schema.names if name not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: rows lack columns {missing[:5]} required by the store schema")
-    arrays = [_to_arrow(df[f.name], f.type) for f in schema]
-    table = pa.Table.from_arrays(arrays, schema=schema)
-    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True, default=str)})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE)
+    """Write ``df`` with exactly ``schema`` and ``meta`` as one Parquet file, atomically."""
+    with StoreWriter(path, schema, meta) as writer:
+        writer.write(df)
 
 
 def _to_arrow(column: pd.Series, type_: pa.DataType) -> pa.Array:
+    if isinstance(type_, pa.FixedShapeTensorType):
+        stacked = np.stack(column.to_numpy()) if len(column) else np.zeros((0, *type_.shape))
+        return pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(stacked, dtype=np.float32))
     if pa.types.is_fixed_size_list(type_):
-        flat = np.asarray(np.stack(column.to_numpy()), dtype=np.float32).reshape(-1)
+        flat = np.asarray(np.stack(column.to_numpy()), dtype=np.float32).reshape(-1) if len(column) else []
         return pa.FixedSizeListArray.from_arrays(pa.array(flat, type=type_.value_type), type_.list_size)
-    return pa.array(
-        column.to_numpy(dtype=object) if pa.types.is_string(type_) else column.to_numpy(), type=type_, from_pandas=True
-    )
+    values = column.to_numpy(dtype=object) if pa.types.is_string(type_) else column.to_numpy()
+    return pa.array(values, type=type_, from_pandas=True)
 
 
 def read_store(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
@@ -127,6 +175,17 @@ def read_matrix(path: str | Path, column: str = "embedding") -> tuple[np.ndarray
     dim = values.type.list_size
     matrix = values.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
     return table.column("clip_id").to_numpy(zero_copy_only=False).astype(str), matrix
+
+
+def read_tensor(path: str | Path, column: str = "melspec") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(clip_ids, (N, *shape) float32 array, n_valid_frames) from a tensor store, without Python loops."""
+    table = pq.read_table(path, columns=["clip_id", "n_valid_frames", column])
+    tensors = table.column(column).combine_chunks().to_numpy_ndarray()
+    return (
+        table.column("clip_id").to_numpy(zero_copy_only=False).astype(str),
+        tensors,
+        table.column("n_valid_frames").to_numpy(),
+    )
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 TINY_OVERRIDES = {
     "demo": {"n_clips": 40, "duration_s": 2.0},
     "executor": {"n_jobs": 2},
+    "audio": {"melspec_frames": 64},
     "train": {"n_folds": 4, "mlp": {"max_epochs": 30, "patience": 5}, "lgbm": {"n_estimators": 40}},
 }
 
@@ -42,7 +43,7 @@ def write_params(directory: Path, overrides: dict | None = None) -> Path:
 def tiny_project(tmp_path_factory) -> Path:
     """A project folder with the demo corpus, manifest and both feature stores built."""
     from pipeline.params import load_params
-    from pipeline.stages import audio_features, demo_corpus, prepare, text_features
+    from pipeline.stages import audio_features, demo_corpus, essentia_features, prepare, text_features
 
     root = tmp_path_factory.mktemp("tiny_project")
     write_params(root)
@@ -53,6 +54,7 @@ def tiny_project(tmp_path_factory) -> Path:
         demo_corpus.run(params)
         prepare.run(params)
         audio_features.run(params)
+        essentia_features.run(params)
         text_features.run(params)
     finally:
         os.chdir(cwd)

@@ -3,7 +3,14 @@ import pytest
 import soundfile as sf
 
 from pipeline.audio_io import AudioDecodeError, load_audio
-from pipeline.features.audio import AudioFeatureConfig, ClipError, extract_audio_features, feature_names
+from pipeline.features.audio import (
+    AudioFeatureConfig,
+    ClipError,
+    extract_audio_features,
+    extract_clip,
+    feature_names,
+    summarize_series,
+)
 
 CONFIG = AudioFeatureConfig()
 SR = CONFIG.sr
@@ -26,9 +33,11 @@ def click_track(bpm, seconds=10.0):
 def test_record_matches_feature_names_in_order():
     record = extract_audio_features(sine(440), CONFIG)
     assert list(record) == feature_names(CONFIG)
-    assert len(record) == 2 * (3 * 20 + 64 + 4 + 7 + 2 + 12 + 1) + 1
+    # 9 statistics of (3 x 20 MFCC + 32 bands + 4 spectral + 7 contrast + onset + zcr + rms + 12 chroma + 6 tonnetz)
+    assert len(record) == 9 * (60 + 32 + 4 + 7 + 3 + 12 + 6) + 4
     assert all(np.isfinite(v) for v in record.values())
-    assert "mfcc_03_std" in record and "spectral_centroid_mean" in record and "chroma_09_mean" in record
+    for name in ("mfcc_03_std", "spectral_centroid_p90", "chroma_09_mean", "tonnetz_05_kurtosis", "beat_interval_std"):
+        assert name in record
 
 
 def test_sine_centroid_and_chroma_peak():
@@ -38,8 +47,57 @@ def test_sine_centroid_and_chroma_peak():
     assert int(np.argmax(chroma)) == 9  # pitch class A (C=0)
 
 
-def test_click_track_tempo():
-    assert extract_audio_features(click_track(120), CONFIG)["tempo_bpm"] == pytest.approx(120, rel=0.03)
+def test_click_track_tempo_and_beat_intervals():
+    record = extract_audio_features(click_track(120), CONFIG)
+    assert record["tempo_bpm"] == pytest.approx(120, rel=0.03)
+    assert record["beat_interval_mean"] == pytest.approx(0.5, rel=0.03)
+    assert record["beat_count"] >= 15
+
+
+def test_summary_statistics_match_their_definitions():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    x = rng.gamma(2.0, size=(3, 500))
+    out = summarize_series(x, ("mean", "std", "min", "max", "skew", "kurtosis", "p10", "p50", "p90"))
+    np.testing.assert_allclose(out[:, 0], x.mean(axis=1))
+    np.testing.assert_allclose(out[:, 1], x.std(axis=1))
+    np.testing.assert_allclose(out[:, 4], stats.skew(x, axis=1))
+    np.testing.assert_allclose(out[:, 5], stats.kurtosis(x, axis=1))
+    np.testing.assert_allclose(out[:, 7], np.median(x, axis=1))
+    constant = summarize_series(np.full((1, 50), 3.0), ("skew", "kurtosis", "p90"))
+    assert constant.tolist() == [[0.0, 0.0, 3.0]]
+
+
+def test_stats_are_configurable_and_checked():
+    config = AudioFeatureConfig(stats=("mean", "p90"))
+    names = feature_names(config)
+    assert names[:2] == ["mfcc_00_mean", "mfcc_00_p90"]
+    assert not any(n.endswith("_std") for n in names if not n.startswith("beat_"))
+    assert len(extract_clip(sine(440), config)["descriptors"]) == len(names)
+    with pytest.raises(ValueError, match="unknown or empty \\['median'\\]"):
+        AudioFeatureConfig(stats=("mean", "median"))
+
+
+def test_melspec_is_cropped_or_padded_to_a_fixed_shape():
+    config = AudioFeatureConfig(melspec_n_mels=40, melspec_frames=100)
+    short = extract_clip(sine(440, seconds=1.0), config)  # 1 + 22050 // 512 = 44 frames
+    assert short["melspec"].shape == (40, 100) and short["melspec"].dtype == np.float32
+    assert int(short["n_valid_frames"]) == 44
+    assert np.all(short["melspec"][:, 44:] == short["melspec"].min())
+    long = extract_clip(sine(440, seconds=5.0), config)
+    assert int(long["n_valid_frames"]) == 100
+    assert int(np.argmax(long["melspec"][:, 50])) == int(np.argmax(short["melspec"][:, 20]))  # same band lit
+
+
+def test_optional_harmonic_ratio():
+    plain = feature_names(CONFIG)
+    with_hpss = AudioFeatureConfig(hpss=True)
+    record = extract_audio_features(sine(440), with_hpss)
+    assert set(record) - set(plain) == {f"harmonic_ratio_{s}" for s in CONFIG.stats}
+    assert record["harmonic_ratio_mean"] > 0.9  # a steady sine is harmonic
+    clicks = extract_audio_features(click_track(120), with_hpss)
+    assert clicks["harmonic_ratio_mean"] < record["harmonic_ratio_mean"]
 
 
 def test_louder_signal_has_higher_rms():
@@ -62,12 +120,32 @@ def test_bad_waveforms_raise_clip_error(signal, message):
 
 
 def test_load_audio_downmixes_and_resamples(tmp_path):
-    stereo = np.stack([sine(440, 1.0), sine(440, 1.0)], axis=1)
+    stereo = np.stack([sine(440, 1.0), np.zeros(SR, dtype=np.float32)], axis=1)  # right channel silent
     path = tmp_path / "stereo.wav"
     sf.write(path, stereo, 44100)  # written as if 44.1 kHz: 1 s of data is 22050 frames
     y = load_audio(path, 22050)
     assert y.ndim == 1 and y.dtype == np.float32
     assert len(y) == pytest.approx(11025, abs=2)
+    assert np.abs(y).max() == pytest.approx(0.25, abs=0.01)  # the average of both channels
+
+
+def test_load_audio_reads_only_the_requested_window(tmp_path):
+    y = np.concatenate([np.zeros(SR, dtype=np.float32), sine(440, 1.0), np.zeros(SR, dtype=np.float32)])
+    sf.write(tmp_path / "clip.flac", y, SR)
+    window = load_audio(tmp_path / "clip.flac", SR, offset_s=1.0, duration_s=1.0)
+    assert len(window) == SR and np.abs(window).max() > 0.45
+    assert len(load_audio(tmp_path / "clip.flac", SR, offset_s=2.5)) == SR // 2
+    with pytest.raises(AudioDecodeError, match="no samples in the requested window"):
+        load_audio(tmp_path / "clip.flac", SR, offset_s=10.0)
+
+
+def test_mp3_decodes_natively(tmp_path):
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile has no MP3 support")
+    sf.write(tmp_path / "clip.mp3", sine(440, 2.0), SR, format="MP3", subtype="MPEG_LAYER_III")
+    y = load_audio(tmp_path / "clip.mp3", SR)
+    assert abs(len(y) - 2 * SR) < 0.05 * SR
+    assert extract_audio_features(y, CONFIG)["spectral_centroid_mean"] == pytest.approx(440, rel=0.1)
 
 
 def test_load_audio_names_the_bad_file(tmp_path):

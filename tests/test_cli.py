@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 from pipeline.cli import main
 from pipeline.stages import AUDIO_STORE
@@ -8,7 +9,7 @@ from pipeline.stages import AUDIO_STORE
 def test_inspect_shows_groups_and_metadata(project, capsys):
     assert main(["inspect", str(AUDIO_STORE)]) == 0
     out = capsys.readouterr().out
-    assert "features/audio.parquet: 40 rows x 302 columns" in out
+    assert "features/audio.parquet: 40 rows x 1121 columns" in out
     assert "mfcc_delta2" in out and '"store": "audio"' in out and "manifest_sha256" in out
 
 
@@ -21,7 +22,12 @@ def test_bad_params_give_a_one_line_error(tmp_path, capsys, monkeypatch):
 
 
 def test_console_script_is_installed():
-    out = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "--version"], capture_output=True, text=True, check=True
-    )
+    script = Path(sys.executable).parent / "mmer"  # the console-script entry point, not python -m
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip().startswith("mmer ")
+
+
+def test_cache_clear(project, capsys):
+    assert main(["cache", "clear"]) == 0
+    assert "removed 80 cached clip results" in capsys.readouterr().out  # 40 audio + 40 essentia
+    assert not (project / ".mmer_cache").exists()

@@ -61,3 +61,10 @@ def test_generate_corpus_writes_wavs_and_manifest(tmp_path):
     assert list(on_disk.columns[:4]) == ["clip_id", "audio_path", "text", "label"]
     info = sf.info(tmp_path / on_disk["audio_path"][0])
     assert (info.samplerate, info.channels, info.frames, info.subtype) == (16000, 1, 16000, "PCM_16")
+
+
+def test_relative_root_with_worker_processes(tmp_path, monkeypatch):
+    # workers keep the cwd they started in; a relative root must still land under this cwd
+    monkeypatch.chdir(tmp_path)
+    generate_corpus("corpus", n_clips=4, duration_s=0.5, sr=8000, seed=0, n_jobs=2)
+    assert sorted(p.name for p in (tmp_path / "corpus" / "audio").iterdir()) == [f"demo_{i:05d}.wav" for i in range(4)]

@@ -60,3 +60,9 @@ def test_auc_skips_classes_absent_from_a_fold():
     y = np.array([0, 0, 2, 2])  # class 1 absent, as in a small grouped fold
     proba = np.array([[0.7, 0.2, 0.1], [0.5, 0.1, 0.4], [0.2, 0.2, 0.6], [0.45, 0.0, 0.55]])
     assert classification_metrics(y, proba)["auc_roc_macro"] == 1.0
+
+
+def test_macro_metrics_ignore_classes_absent_from_truth_and_predictions():
+    y = np.array([0, 0, 2, 2])  # perfect predictions on a fold that lacks class 1
+    m = classification_metrics(y, np.eye(3)[y])
+    assert m["f1_macro"] == m["precision_macro"] == m["recall_macro"] == m["balanced_accuracy"] == 1.0

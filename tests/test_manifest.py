@@ -72,3 +72,33 @@ def test_real_corpus_through_the_manifest_adapter(ravdess):
     assert sorted(out["label"].unique()) == ["angry", "calm", "fearful", "happy", "neutral", "sad"]
     assert out["group"].nunique() == 23
     assert "gender" in out.columns  # extra columns are kept
+
+
+def test_group_must_be_all_or_nothing():
+    df = manifest().assign(group=["s1", None] + ["s2"] * 8)
+    with pytest.raises(ManifestError, match="1 of 10 clips have no group \\(e.g. happy_1\\)"):
+        valid(df)
+    with pytest.raises(ManifestError, match="only 2 distinct groups for train.n_folds=5"):
+        valid(manifest().assign(group=["s1", "s2"] * 5))
+
+
+def test_declared_but_unused_label():
+    with pytest.raises(ManifestError, match="declares \\['calm'\\] but no clip has that label"):
+        valid(manifest(), labels=["happy", "sad", "calm"])
+
+
+def test_clip_without_text_is_refused_before_heavy_work():
+    with pytest.raises(ManifestError, match="1 clip\\(s\\) have no text.*e.g. happy_0"):
+        valid(manifest().assign(text=["  "] + ["la"] * 9))
+
+
+def test_parquet_manifest_with_numeric_columns(tmp_path):
+    df = manifest().assign(label=[0, 1] * 5, group=list(range(10)), split=1.0)
+    df.to_parquet(tmp_path / "m.parquet")
+    out = valid(read_manifest_file(tmp_path / "m.parquet"))
+    assert sorted(out["label"].unique()) == ["0", "1"]  # integral numbers stay integral
+    assert out["group"].tolist()[:2] == ["0", "1"] and set(out["split"]) == {"1"}
+    broken = manifest().assign(audio_path=[None] + ["x.wav"] * 9)
+    broken.to_parquet(tmp_path / "broken.parquet")
+    with pytest.raises(ManifestError, match="1 clip\\(s\\) have no audio_path, e.g. happy_0"):
+        valid(read_manifest_file(tmp_path / "broken.parquet"))

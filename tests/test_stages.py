@@ -11,8 +11,21 @@ import pytest
 from pipeline.executor import StageFailed
 from pipeline.features.audio import feature_names
 from pipeline.params import load_params
-from pipeline.stages import AUDIO_ERRORS, AUDIO_STORE, MANIFEST, TEXT_STORE, audio_features, prepare, report, train
-from pipeline.store import file_sha256, read_matrix, read_metadata, read_store, write_store
+from pipeline.stages import (
+    AUDIO_ERRORS,
+    AUDIO_STORE,
+    ESSENTIA_ERRORS,
+    ESSENTIA_STORE,
+    MANIFEST,
+    MELSPEC_STORE,
+    TEXT_STORE,
+    audio_features,
+    essentia_features,
+    prepare,
+    report,
+    train,
+)
+from pipeline.store import file_sha256, read_matrix, read_metadata, read_store, read_tensor, write_store
 from tests.conftest import write_params
 
 
@@ -38,6 +51,49 @@ def test_audio_store_is_complete_and_self_describing(project):
     assert len(read_store(AUDIO_ERRORS)) == 0
 
 
+def test_melspec_store_reads_as_one_array(project):
+    ids, mels, n_valid = read_tensor(MELSPEC_STORE)
+    assert ids.tolist() == read_store(AUDIO_STORE)["clip_id"].tolist()
+    assert mels.shape == (40, 96, 64) and mels.dtype == np.float32
+    assert (n_valid == 64).all()  # 2-s clips fill 64 frames (1.5 s)
+    assert read_metadata(MELSPEC_STORE)["store"] == "melspec"
+
+
+def test_essentia_store(project):
+    music = read_store(ESSENTIA_STORE)
+    assert len(music) == 40 and set(music["scale"]) <= {"major", "minor"}
+    assert np.isfinite(music.select_dtypes("number").to_numpy()).all()
+    assert music["clip_id"].tolist() == read_store(MANIFEST)["clip_id"].tolist()
+    assert len(read_store(ESSENTIA_ERRORS)) == 0
+    write_params(project, {"essentia": {"enabled": False}})
+    essentia_features.run(load_params())
+    assert len(read_store(ESSENTIA_STORE)) == 0 and read_metadata(ESSENTIA_STORE)["params"]["enabled"] is False
+
+
+def test_audio_sets_concatenate_stores(project):
+    write_params(project, {"train": {"audio_sets": ["descriptors", "essentia"]}})
+    train.run(load_params(), "logreg", "audio")
+    metrics = json.loads((project / "models" / "logreg-audio" / "metrics.json").read_text())
+    assert metrics["feature_dims"] == {"audio": 1120 + 39} and metrics["audio_sets"] == ["descriptors", "essentia"]
+
+
+def test_cache_recomputes_only_new_clips(project, capsys):
+    # the session fixture filled the cache for all 40 clips; drop 10 from the manifest, then add them back
+    manifest = read_store(MANIFEST)
+    schema = pq.read_schema(MANIFEST).remove_metadata()
+    cache_dir = project / ".mmer_cache" / "audio"
+    assert len(list(cache_dir.rglob("*.npz"))) == 40
+    shutil.rmtree(cache_dir)
+    write_store(manifest.head(30), MANIFEST, schema, read_metadata(MANIFEST))
+    audio_features.run(load_params())
+    assert "30 computed, 0 from cache" in capsys.readouterr().out
+    write_store(manifest, MANIFEST, schema, read_metadata(MANIFEST))
+    audio_features.run(load_params())
+    assert "10 computed, 30 from cache" in capsys.readouterr().out
+    full = read_store(AUDIO_STORE)
+    assert full["clip_id"].tolist() == manifest["clip_id"].tolist()
+
+
 def test_text_store_holds_unit_vectors(project):
     ids, vectors = read_matrix(TEXT_STORE)
     assert len(ids) == 40 and vectors.shape == (40, 384)
@@ -54,9 +110,14 @@ def test_corrupt_clip_is_recorded_not_fatal(project):
     assert errors["clip_id"].tolist() == ["demo_00003"] and errors["stage"].tolist() == ["decode"]
     assert "demo_00003.wav: cannot decode audio" in errors["message"][0]
     assert len(read_store(AUDIO_STORE)) == 39
-    train.run(load_params(), "logreg", "concat")
-    metrics = json.loads((project / "models" / "logreg-concat" / "metrics.json").read_text())
-    assert metrics["n_clips"] == 39 and metrics["n_excluded"] == 1
+    for fusion in ("text", "concat"):
+        train.run(load_params(), "logreg", fusion)
+        metrics = json.loads((project / "models" / f"logreg-{fusion}" / "metrics.json").read_text())
+        assert metrics["n_clips"] == 39 and metrics["n_excluded"] == 1
+    # text-only is scored on the same clips and folds as the fused variant
+    text_oof = read_store(project / "models" / "logreg-text" / "oof.parquet")
+    concat_oof = read_store(project / "models" / "logreg-concat" / "oof.parquet")
+    pd.testing.assert_frame_equal(text_oof[["clip_id", "fold"]], concat_oof[["clip_id", "fold"]])
 
 
 def test_error_budget_stops_the_stage_but_keeps_the_errors_table(project):
@@ -89,7 +150,7 @@ def test_train_writes_oof_and_metrics(project, model):
     assert len(metrics["folds"]) == 4
     for summary in metrics["summary"].values():
         assert 0.0 <= summary["mean"] <= 1.0 and summary["std"] >= 0.0
-    assert metrics["feature_dims"] == {"audio": 301, "text": 384}
+    assert metrics["feature_dims"] == {"audio": 1120, "text": 384}
 
 
 def test_train_is_deterministic(project):

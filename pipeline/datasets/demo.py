@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.audio_io import write_wav
-from pipeline.executor import map_clips
+from pipeline.executor import ClipTask, map_clips
 from pipeline.store import atomic_path
 
 #: Russell quadrant -> (valence sign, arousal sign).
@@ -340,7 +340,7 @@ def _render_to_file(
     index: int, seed: int, sr: int, duration_s: float, contradiction_rate: float, audio_dir: str
 ) -> dict:
     clip, audio = make_clip(index, seed, sr, duration_s, contradiction_rate)
-    write_wav(Path(audio_dir) / f"{clip.clip_id}.wav", audio, sr)
+    write_wav(Path(audio_dir) / f"{clip.clip_id}.wav", audio, sr)  # atomic
     return {"clip_id": clip.clip_id, "audio_path": f"audio/{clip.clip_id}.wav", **asdict(clip)}
 
 
@@ -360,13 +360,15 @@ def generate_corpus(
     text_contradicts``) so users can check what each clip was meant to express.
     """
     root = Path(root)
-    audio_dir = root / "audio"
+    audio_dir = (root / "audio").resolve()  # absolute: worker processes keep their own cwd
     audio_dir.mkdir(parents=True, exist_ok=True)
-    items = [(f"demo_{i:05d}", (i, seed, sr, duration_s, contradiction_rate, str(audio_dir))) for i in range(n_clips)]
-    rows, failures = map_clips(_render_to_file, items, n_jobs=n_jobs, stage="generate", desc="demo corpus")
+    tasks = [
+        ClipTask(f"demo_{i:05d}", (i, seed, sr, duration_s, contradiction_rate, str(audio_dir))) for i in range(n_clips)
+    ]
+    rows, failures = map_clips(_render_to_file, tasks, n_jobs=n_jobs, stage="generate", desc="demo corpus")
     if failures:
         raise RuntimeError(f"demo corpus generation failed: {failures[0]}")
-    manifest = pd.DataFrame([rows[clip_id] for clip_id, _ in items])
+    manifest = pd.DataFrame([rows[task.clip_id] for task in tasks])
     first = ["clip_id", "audio_path", "text", "label"]
     manifest = manifest[first + [c for c in manifest.columns if c not in first]]
     with atomic_path(root / "manifest.csv") as tmp:

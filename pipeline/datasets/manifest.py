@@ -43,11 +43,26 @@ def read_manifest_file(path: str | Path, columns: dict[str, str] | None = None) 
             f"{path}: missing required column(s) {missing}; found {list(raw.columns)}. "
             "Map your names with dataset.columns in params.yaml, e.g. {clip_id: id}"
         )
-    df = raw.rename(columns={src: dst for dst, src in mapping.items()}).replace({"": None})
+    df = normalize_columns(raw.rename(columns={src: dst for dst, src in mapping.items()}))
     base = path.parent
-    df["audio_path"] = [
-        None if p is None else os.path.relpath(base / p) if not os.path.isabs(p) else p for p in df["audio_path"]
-    ]
+    df["audio_path"] = [p if pd.isna(p) or os.path.isabs(p) else os.path.relpath(base / p) for p in df["audio_path"]]
+    return df
+
+
+def normalize_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """mmer's columns as pandas strings, blanks as missing; added when absent.
+
+    Integral numbers stay integral (label ``3``, not ``3.0``), whatever the file type.
+    """
+    df = df.copy()
+    for column in COLUMNS:
+        if column not in df.columns:
+            df[column] = pd.NA
+        values = df[column]
+        if pd.api.types.is_float_dtype(values) and values.dropna().mod(1).eq(0).all():
+            values = values.astype("Int64")
+        values = values.astype("string").str.strip()
+        df[column] = values.mask(values == "")
     return df
 
 
@@ -56,45 +71,55 @@ def validate_manifest(
 ) -> pd.DataFrame:
     """Check a manifest and return it with mmer's columns first, sorted by clip_id.
 
-    Raises :class:`ManifestError` for a missing column, blank/duplicate ids, blank or
-    unknown labels, classes smaller than ``n_folds``, or missing audio files.
+    Raises :class:`ManifestError` for a missing column, blank/duplicate ids, a clip
+    without label, audio path or text, labels outside (or declared but unused in)
+    ``labels``, fewer than two classes, classes smaller than ``n_folds``, a group
+    column filled for only some clips or with fewer groups than folds, and missing
+    audio files. Runs before any heavy work.
     """
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ManifestError(f"manifest: missing required column(s) {missing}")
-    df = df.copy()
-    for optional in ("text", "group", "split"):
-        if optional not in df.columns:
-            df[optional] = None
-    df["clip_id"] = df["clip_id"].astype("string")
-    blank_ids = df["clip_id"].isna() | (df["clip_id"].str.strip() == "")
-    if blank_ids.any():
-        raise ManifestError(f"manifest: {int(blank_ids.sum())} row(s) have a blank clip_id (rows {_rows(blank_ids)})")
-    dup = df["clip_id"].duplicated(keep=False)
+    df = normalize_columns(df)
+    ids = df["clip_id"]
+    if ids.isna().any():
+        raise ManifestError(f"manifest: {int(ids.isna().sum())} row(s) have a blank clip_id (rows {_rows(ids.isna())})")
+    dup = ids.duplicated(keep=False)
     if dup.any():
-        ids = sorted(df.loc[dup, "clip_id"].unique())
+        dups = sorted(ids[dup].unique())
         raise ManifestError(
-            f"manifest: duplicate clip_id(s) {ids[:5]}{' ...' if len(ids) > 5 else ''}; ids must be unique"
+            f"manifest: duplicate clip_id(s) {dups[:5]}{' ...' if len(dups) > 5 else ''}; ids must be unique"
         )
-    blank_labels = df["label"].isna() | (df["label"].astype(str).str.strip() == "")
-    if blank_labels.any():
-        raise ManifestError(
-            f"manifest: {int(blank_labels.sum())} clip(s) have no label, e.g. {df.loc[blank_labels, 'clip_id'].iloc[0]}"
-        )
-    df["label"] = df["label"].astype(str).str.strip()
+    _require_values(df, "label", "have no label")
+    _require_values(df, "audio_path", "have no audio_path")
+    _require_values(df, "text", "have no text; every clip needs one (clips without text are not supported yet)")
+    counts = df["label"].value_counts()
     if labels is not None:
-        unknown = sorted(set(df["label"]) - set(labels))
+        unknown = sorted(set(counts.index) - set(labels))
         if unknown:
             raise ManifestError(f"manifest: unknown label(s) {unknown}; dataset.labels allows {labels}")
-    counts = df["label"].value_counts()
+        unused = [lab for lab in labels if lab not in counts.index]
+        if unused:
+            raise ManifestError(f"manifest: dataset.labels declares {unused} but no clip has that label")
     if len(counts) < 2:
         raise ManifestError(f"manifest: only one class ({counts.index[0]!r}); classification needs at least two")
     small = counts[counts < n_folds]
     if len(small):
         detail = ", ".join(f"{lab!r} has {n}" for lab, n in small.items())
         raise ManifestError(f"manifest: class(es) with fewer clips than train.n_folds={n_folds}: {detail}")
-    if df["audio_path"].isna().any():
-        raise ManifestError(f"manifest: clip {df.loc[df['audio_path'].isna(), 'clip_id'].iloc[0]} has no audio_path")
+    groups = df["group"]
+    if groups.notna().any():
+        if groups.isna().any():
+            raise ManifestError(
+                f"manifest: {int(groups.isna().sum())} of {len(df)} clips have no group "
+                f"(e.g. {df.loc[groups.isna(), 'clip_id'].iloc[0]}); folds are grouped by it, so give every clip "
+                "a group (artist, speaker) or drop the column"
+            )
+        if groups.nunique() < n_folds:
+            raise ManifestError(
+                f"manifest: only {groups.nunique()} distinct groups for train.n_folds={n_folds}; "
+                "lower n_folds or check the group column"
+            )
     if check_files:
         absent = [p for p in df["audio_path"] if not os.path.isfile(p)]
         if absent:
@@ -104,6 +129,12 @@ def validate_manifest(
             )
     extra = [c for c in df.columns if c not in COLUMNS]
     return df[COLUMNS + extra].sort_values("clip_id", kind="stable").reset_index(drop=True)
+
+
+def _require_values(df: pd.DataFrame, column: str, problem: str) -> None:
+    blank = df[column].isna()
+    if blank.any():
+        raise ManifestError(f"manifest: {int(blank.sum())} clip(s) {problem}, e.g. {df.loc[blank, 'clip_id'].iloc[0]}")
 
 
 def _rows(mask: pd.Series) -> list[int]:

@@ -77,8 +77,9 @@ class MLPFusionClassifier:
         self.modalities_ = modalities_for(self.fusion)
         self.classes_ = np.unique(y)
         y_idx = np.searchsorted(self.classes_, y)
+        stratify = y_idx if np.bincount(y_idx).min() >= 2 else None  # a class with one clip cannot be split
         fit_idx, val_idx = train_test_split(
-            np.arange(len(y)), test_size=self.val_fraction, stratify=y_idx, random_state=self.seed
+            np.arange(len(y)), test_size=self.val_fraction, stratify=stratify, random_state=self.seed
         )
         self.scalers_ = {m: StandardScaler().fit(blocks[m][fit_idx]) for m in self.modalities_}
         x_fit, x_val = self._tensors(blocks, fit_idx), self._tensors(blocks, val_idx)

@@ -1,46 +1,79 @@
-"""Stage ``audio_features``: manifest -> features/audio.parquet (+ audio_errors.parquet)."""
+"""Stage ``audio_features``: manifest -> features/audio.parquet, melspec.parquet, audio_errors.parquet."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 
+import numpy as np
 import pandas as pd
 
-from pipeline.audio_io import load_audio
-from pipeline.executor import check_error_budget, map_clips
-from pipeline.features.audio import AudioFeatureConfig, extract_audio_features, feature_names
+from pipeline import audio_io
+from pipeline.executor import ClipFailure, check_error_budget, iter_clips
+from pipeline.features import audio as audio_features
+from pipeline.features.audio import AudioFeatureConfig, extract_clip, feature_names
 from pipeline.params import Params
-from pipeline.stages import AUDIO_ERRORS, AUDIO_STORE, MANIFEST
-from pipeline.store import ERRORS_SCHEMA, audio_schema, read_store, store_metadata, write_store
+from pipeline.stages import AUDIO_ERRORS, AUDIO_STORE, MANIFEST, MELSPEC_STORE
+from pipeline.stages.clips import ROWS_PER_BATCH, make_cache, manifest_tasks, write_errors
+from pipeline.store import StoreWriter, audio_schema, melspec_schema, store_metadata
 
 LIBRARIES = ("librosa", "soundfile", "soxr", "scipy")
 
 
-def extract_file(path: str, config: AudioFeatureConfig) -> dict[str, float]:
-    """Decode one file and describe it (the per-clip job the executor maps)."""
-    return extract_audio_features(load_audio(path, config.sr), config)
+def extract_file(path: str, config: AudioFeatureConfig) -> dict[str, np.ndarray]:
+    """Decode one file's analysis window and describe it (the job the executor maps)."""
+    y = audio_io.load_audio(path, config.sr, config.offset_s, config.duration_s)
+    return extract_clip(y, config)
 
 
 def run(params: Params) -> None:
-    """Extract every clip, record failures, enforce the error budget, write both stores."""
-    manifest = read_store(MANIFEST, columns=["clip_id", "audio_path"])
+    """Extract every clip (cached), stream both stores, record failures, enforce the error budget."""
     config = params.audio.feature_config()
-    # Absolute paths: worker processes are reused and keep the working directory they started in.
-    items = [(cid, (os.path.abspath(path), config)) for cid, path in zip(manifest["clip_id"], manifest["audio_path"])]
-    records, failures = map_clips(extract_file, items, params.executor.n_jobs, stage="features", desc="audio features")
-
-    paths = dict(zip(manifest["clip_id"], manifest["audio_path"]))
-    errors = pd.DataFrame(
-        [{"clip_id": f.clip_id, "path": paths[f.clip_id], **dataclasses.asdict(f)} for f in failures],
-        columns=ERRORS_SCHEMA.names,
-    )
-    meta = store_metadata("audio", dataclasses.asdict(config), LIBRARIES, MANIFEST)
-    write_store(errors, AUDIO_ERRORS, ERRORS_SCHEMA, {**meta, "store": "audio_errors"})
-    check_error_budget(len(failures), len(items), params.audio.max_error_fraction, failures, "audio_features")
-
+    manifest, tasks = manifest_tasks((config,))
+    cache = make_cache(params, "audio", dataclasses.asdict(config), [audio_features, audio_io], LIBRARIES)
     names = feature_names(config)
-    rows = pd.DataFrame([records[cid] for cid in manifest["clip_id"] if cid in records], columns=names)
-    rows.insert(0, "clip_id", [cid for cid in manifest["clip_id"] if cid in records])
-    write_store(rows, AUDIO_STORE, audio_schema(names), {**meta, "feature_names": names})
-    print(f"audio_features: {len(rows)} clips x {len(names)} features, {len(failures)} failed -> {AUDIO_STORE}")
+    meta = store_metadata("audio", dataclasses.asdict(config), LIBRARIES, MANIFEST)
+    failures: list[ClipFailure] = []
+    n_cached = 0
+    descriptors_schema = audio_schema(names)
+    mel_schema = melspec_schema(config.melspec_n_mels, config.melspec_frames)
+    with (
+        StoreWriter(AUDIO_STORE, descriptors_schema, {**meta, "feature_names": names}) as audio_out,
+        StoreWriter(MELSPEC_STORE, mel_schema, {**meta, "store": "melspec", "layout": "(n_mels, n_frames)"}) as mel_out,
+    ):
+        batch: list[tuple[str, dict]] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            ids = [cid for cid, _ in batch]
+            matrix = np.stack([r["descriptors"] for _, r in batch])
+            audio_out.write(pd.concat([pd.DataFrame({"clip_id": ids}), pd.DataFrame(matrix, columns=names)], axis=1))
+            mel_out.write(
+                pd.DataFrame(
+                    {
+                        "clip_id": ids,
+                        "n_valid_frames": [int(r["n_valid_frames"]) for _, r in batch],
+                        "melspec": [r["melspec"] for _, r in batch],
+                    }
+                )
+            )
+            batch.clear()
+
+        for clip_id, outcome, cached in iter_clips(
+            extract_file, tasks, params.executor.n_jobs, stage="features", desc="audio features", cache=cache
+        ):
+            if isinstance(outcome, ClipFailure):
+                failures.append(outcome)
+                continue
+            n_cached += cached
+            batch.append((clip_id, outcome))
+            if len(batch) >= ROWS_PER_BATCH:
+                flush()
+        flush()
+        write_errors(failures, manifest, AUDIO_ERRORS, {**meta, "store": "audio_errors"})
+        check_error_budget(len(failures), len(tasks), params.audio.max_error_fraction, failures, "audio_features")
+    print(
+        f"audio_features: {audio_out.rows} clips x {len(names)} descriptors + log-mel "
+        f"{config.melspec_n_mels}x{config.melspec_frames}; {len(tasks) - len(failures) - n_cached} computed, "
+        f"{n_cached} from cache, {len(failures)} failed -> {AUDIO_STORE}, {MELSPEC_STORE}"
+    )

@@ -24,6 +24,7 @@ def run(params: Params) -> None:
         "source_sha256": file_sha256(source),
         "n_clips": len(df),
         "label_counts": {k: int(v) for k, v in df["label"].value_counts().sort_index().items()},
+        "classes": ds.labels or sorted(df["label"].unique()),
     }
     write_store(df, MANIFEST, manifest_schema(extra.remove_metadata()), meta)
     print(f"prepare: {len(df)} clips, classes {meta['label_counts']} -> {MANIFEST}")

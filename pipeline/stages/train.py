@@ -9,38 +9,56 @@ from pipeline.evaluation import cross_validate, make_folds, summarize
 from pipeline.fusion import modalities_for
 from pipeline.models import make_learner
 from pipeline.params import Params, as_dict
-from pipeline.stages import AUDIO_STORE, MANIFEST, MODELS, TEXT_STORE
-from pipeline.store import oof_schema, read_matrix, read_metadata, read_store, write_json, write_store
+from pipeline.stages import AUDIO_STORE, ESSENTIA_STORE, MANIFEST, MODELS, TEXT_STORE
+from pipeline.store import (
+    oof_schema,
+    read_matrix,
+    read_metadata,
+    read_store,
+    store_metadata,
+    write_json,
+    write_store,
+)
+
+LIBRARIES = ("scikit-learn", "lightgbm", "torch")
 
 
-def load_blocks(modalities: tuple[str, ...]) -> tuple[pd.DataFrame, dict[str, np.ndarray], int]:
-    """Manifest rows that have every needed modality, their feature blocks, and how many were dropped.
+def load_audio_block(audio_sets: list[str]) -> pd.DataFrame:
+    """The audio modality: the numeric columns of each named audio store, joined on clip_id."""
+    stores = {"descriptors": AUDIO_STORE, "essentia": ESSENTIA_STORE}
+    block = None
+    for name in audio_sets:
+        table = read_store(stores[name]).set_index("clip_id")
+        table = table.select_dtypes("number").add_prefix(f"{name}:")
+        block = table if block is None else block.join(table, how="inner")
+    return block
 
-    Clips missing from a store (recorded in its errors table) are left out, never imputed.
+
+def load_blocks(audio_sets: list[str]) -> tuple[pd.DataFrame, dict[str, np.ndarray], int]:
+    """Manifest rows present in every feature store, both modality blocks, and how many were dropped.
+
+    Every variant sees the same clips (and so the same folds), whatever its fusion;
+    clips missing from a store (recorded in its errors table) are left out, never imputed.
     """
     manifest = read_store(MANIFEST, columns=["clip_id", "label", "group"])
+    ids, matrix = read_matrix(TEXT_STORE)
+    tables = {"audio": load_audio_block(audio_sets), "text": pd.DataFrame(matrix, index=ids)}
     keep = np.ones(len(manifest), dtype=bool)
-    tables = {}
-    if "audio" in modalities:
-        audio = read_store(AUDIO_STORE).set_index("clip_id")
-        tables["audio"] = audio
-        keep &= manifest["clip_id"].isin(audio.index).to_numpy()
-    if "text" in modalities:
-        ids, matrix = read_matrix(TEXT_STORE)
-        tables["text"] = pd.DataFrame(matrix, index=ids)
-        keep &= manifest["clip_id"].isin(ids).to_numpy()
+    for table in tables.values():
+        keep &= manifest["clip_id"].isin(table.index).to_numpy()
     rows = manifest[keep].reset_index(drop=True)
-    blocks = {m: tables[m].loc[rows["clip_id"]].to_numpy(dtype=np.float32) for m in modalities}
+    blocks = {m: table.loc[rows["clip_id"]].to_numpy(dtype=np.float32) for m, table in tables.items()}
     return rows, blocks, int((~keep).sum())
 
 
 def run(params: Params, model: str, fusion: str) -> None:
     """Write models/<model>-<fusion>/{metrics.json, oof.parquet}."""
     out_dir = MODELS / f"{model}-{fusion}"
-    rows, blocks, n_excluded = load_blocks(modalities_for(fusion))
-    classes = params.dataset.labels or sorted(rows["label"].unique())
+    rows, all_blocks, n_excluded = load_blocks(params.train.audio_sets)
+    blocks = {m: all_blocks[m] for m in modalities_for(fusion)}
+    classes = params.dataset.labels or read_metadata(MANIFEST)["classes"]
     y = np.array([classes.index(label) for label in rows["label"]])
-    groups = rows["group"].to_numpy() if rows["group"].notna().all() else None
+    groups = rows["group"].to_numpy() if rows["group"].notna().all() else None  # prepare allows all or none
     folds = make_folds(y, groups, params.train.n_folds, params.seed)
     oof, fold_of, per_fold = cross_validate(
         lambda: make_learner(model, fusion, params.train, params.seed), blocks, y, folds, len(classes)
@@ -55,12 +73,19 @@ def run(params: Params, model: str, fusion: str) -> None:
     )
     for k, c in enumerate(classes):
         predictions[f"proba_{c}"] = oof[:, k]
-    manifest_meta = read_metadata(MANIFEST)
     write_store(
         predictions,
         out_dir / "oof.parquet",
         oof_schema(classes),
-        {"store": "oof", "model": model, "fusion": fusion, "classes": classes},
+        store_metadata(
+            "oof",
+            {"seed": params.seed, "train": as_dict(params.train)},
+            LIBRARIES,
+            MANIFEST,
+            model=model,
+            fusion=fusion,
+            classes=classes,
+        ),
     )
     metrics = {
         "model": model,
@@ -71,10 +96,11 @@ def run(params: Params, model: str, fusion: str) -> None:
         "n_folds": len(folds),
         "grouped": groups is not None,
         "feature_dims": {m: int(x.shape[1]) for m, x in blocks.items()},
+        "audio_sets": params.train.audio_sets if "audio" in blocks else [],
         "folds": per_fold,
         "summary": summarize(per_fold),
         "params": {"seed": params.seed, "train": as_dict(params.train)},
-        "dataset": manifest_meta.get("params", {}).get("dataset", {}),
+        "dataset": read_metadata(MANIFEST)["params"]["dataset"],
     }
     write_json(metrics, out_dir / "metrics.json")
     f1 = metrics["summary"]["f1_macro"]

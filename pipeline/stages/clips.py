@@ -1,0 +1,53 @@
+"""What the per-clip audio stages share: tasks from the manifest, the cache, the errors table."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+
+from pipeline.executor import ClipCache, ClipFailure, ClipTask, fingerprint
+from pipeline.params import Params
+from pipeline.stages import MANIFEST
+from pipeline.store import ERRORS_SCHEMA, library_versions, read_store, write_store
+
+ROWS_PER_BATCH = 256  # clips buffered before a row group is written
+
+
+def manifest_tasks(args_tail: tuple) -> tuple[pd.DataFrame, list[ClipTask]]:
+    """One task per manifest row: ``(absolute audio path, *args_tail)``.
+
+    Paths are made absolute here: worker processes are reused and keep the working
+    directory they started in.
+    """
+    manifest = read_store(MANIFEST, columns=["clip_id", "audio_path"])
+    tasks = [
+        ClipTask(cid, (os.path.abspath(path), *args_tail), source=os.path.abspath(path))
+        for cid, path in zip(manifest["clip_id"], manifest["audio_path"])
+    ]
+    return manifest, tasks
+
+
+def make_cache(
+    params: Params, namespace: str, settings: dict, modules: Sequence[ModuleType], libraries: Sequence[str]
+) -> ClipCache | None:
+    """The stage's cache, keyed by its settings, the source of the modules that compute it and library versions."""
+    if not params.cache.enabled:
+        return None
+    sources = [Path(inspect.getfile(m)).read_text() for m in modules]
+    key = fingerprint(namespace, settings, sources, library_versions(libraries))
+    return ClipCache(Path(params.cache.dir).resolve() / namespace, key)  # absolute: workers keep their own cwd
+
+
+def write_errors(failures: list[ClipFailure], manifest: pd.DataFrame, path: Path, meta: dict) -> None:
+    """The stage's errors table: clip_id, path, stage, error_type, message (empty when all went well)."""
+    paths = dict(zip(manifest["clip_id"], manifest["audio_path"]))
+    errors = pd.DataFrame(
+        [{"path": paths[f.clip_id], **dataclasses.asdict(f)} for f in failures], columns=ERRORS_SCHEMA.names
+    )
+    write_store(errors, path, ERRORS_SCHEMA, meta)

@@ -1,0 +1,66 @@
+"""Stage ``essentia_features``: manifest -> features/essentia.parquet (+ essentia_errors.parquet)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from pipeline import audio_io
+from pipeline.executor import check_error_budget, map_clips
+from pipeline.features import music
+from pipeline.features.music import MusicFeatureConfig, extract_music_features, music_feature_names
+from pipeline.params import Params
+from pipeline.stages import ESSENTIA_ERRORS, ESSENTIA_STORE, MANIFEST
+from pipeline.stages.clips import make_cache, manifest_tasks, write_errors
+from pipeline.store import music_schema, store_metadata, write_store
+
+LIBRARIES = ("essentia", "soundfile", "soxr")
+
+
+def extract_file(path: str, config: MusicFeatureConfig, offset_s: float, duration_s: float | None) -> dict:
+    """Decode one file at essentia's rate and describe it; arrays out (cacheable)."""
+    record = extract_music_features(audio_io.load_audio(path, config.sr, offset_s, duration_s), config)
+    names = music_feature_names()
+    return {
+        "values": np.array([record[n] for n in names], dtype=np.float32),
+        "key": np.array(record["key"]),
+        "scale": np.array(record["scale"]),
+    }
+
+
+def run(params: Params) -> None:
+    """Describe every clip with essentia, or write empty stores when ``essentia.enabled`` is false."""
+    config = params.essentia.feature_config()
+    names = music_feature_names()
+    window = (params.audio.offset_s, params.audio.duration_s)  # the same analysis window as audio_features
+    settings = {**dataclasses.asdict(config), "offset_s": window[0], "duration_s": window[1]}
+    meta = store_metadata("essentia", settings, LIBRARIES, MANIFEST, feature_names=names)
+    manifest, tasks = manifest_tasks((config, *window))
+    if not config.enabled:
+        tasks = []
+    cache = make_cache(params, "essentia", settings, [music, audio_io], LIBRARIES)
+    results, failures = map_clips(
+        extract_file, tasks, params.executor.n_jobs, stage="essentia", desc="essentia", cache=cache
+    )
+    write_errors(failures, manifest, ESSENTIA_ERRORS, {**meta, "store": "essentia_errors"})
+    check_error_budget(len(failures), len(tasks), params.essentia.max_error_fraction, failures, "essentia_features")
+    ids = list(results)
+    values = np.stack([results[c]["values"] for c in ids]) if ids else np.zeros((0, len(names)), np.float32)
+    df = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "clip_id": ids,
+                    "key": [str(results[c]["key"]) for c in ids],
+                    "scale": [str(results[c]["scale"]) for c in ids],
+                }
+            ),
+            pd.DataFrame(values, columns=names),
+        ],
+        axis=1,
+    )
+    write_store(df, ESSENTIA_STORE, music_schema(names), meta)
+    state = "" if config.enabled else " (essentia.enabled is false: empty store)"
+    print(f"essentia_features: {len(df)} clips x {len(names)} descriptors, {len(failures)} failed{state}")
