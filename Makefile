@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test lint clean-outputs
+.PHONY: repro test lint bench clean-outputs
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "mmer needs Python 3.11, found " + sys.version.split()[0])'
@@ -18,11 +18,14 @@ repro: $(STAMP)
 	$(BIN)/dvc repro
 
 test: $(STAMP)
-	$(BIN)/ruff check pipeline tests
+	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/python -m pytest
 
+bench: $(STAMP)
+	$(BIN)/python bench/audio_extract.py --json bench/results/audio_extract.json
+
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline tests && $(BIN)/ruff format --check pipeline tests
+	$(BIN)/ruff check pipeline tests bench && $(BIN)/ruff format --check pipeline tests bench
 
 clean-outputs:
 	rm -rf data features models reports

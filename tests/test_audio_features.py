@@ -163,3 +163,46 @@ def test_real_recordings_give_finite_features(ravdess):
         record = extract_audio_features(load_audio(ravdess / rel, SR), CONFIG)
         assert all(np.isfinite(v) for v in record.values())
         assert 50 < record["spectral_centroid_mean"] < 5000
+
+
+def test_fast_spectral_shape_matches_librosa():
+    import librosa
+
+    from pipeline.features.audio import spectral_shape
+
+    rng = np.random.default_rng(0)
+    y = (sine(300, 2.0) + 0.3 * sine(2500, 2.0) + 0.05 * rng.normal(size=2 * SR)).astype(np.float32)
+    y[SR // 2 : SR] = 0.0  # a silent stretch exercises the near-zero-frame handling
+    magnitude = np.abs(librosa.stft(y))
+    ours = spectral_shape(magnitude, SR, 2048)
+    reference = {
+        "spectral_centroid": librosa.feature.spectral_centroid(S=magnitude, sr=SR),
+        "spectral_bandwidth": librosa.feature.spectral_bandwidth(S=magnitude, sr=SR),
+        "spectral_rolloff": librosa.feature.spectral_rolloff(S=magnitude, sr=SR),
+        "spectral_flatness": librosa.feature.spectral_flatness(S=magnitude),
+    }
+    for name, expected in reference.items():
+        np.testing.assert_allclose(ours[name], expected, rtol=2e-4, atol=1e-6, err_msg=name)
+
+
+def test_chroma_matches_librosa_chroma_stft():
+    import librosa
+
+    y = sine(440, 2.0) + sine(554.37, 2.0)
+    power = np.abs(librosa.stft(y)) ** 2
+    from pipeline.features.audio import _chroma_basis, _normalize_frames
+
+    ours = _normalize_frames(_chroma_basis(SR, 2048) @ power, np.inf)
+    np.testing.assert_allclose(ours, librosa.feature.chroma_stft(S=power, sr=SR, tuning=0.0), rtol=1e-5, atol=1e-7)
+
+
+def test_fast_zero_crossing_rate_matches_librosa():
+    import librosa
+
+    from pipeline.features.audio import zero_crossing_rate
+
+    rng = np.random.default_rng(1)
+    y = np.concatenate([sine(100, 1.0), np.zeros(3000, np.float32), rng.normal(size=5001).astype(np.float32)])
+    np.testing.assert_allclose(
+        zero_crossing_rate(y, 2048, 512), librosa.feature.zero_crossing_rate(y, frame_length=2048, hop_length=512)
+    )

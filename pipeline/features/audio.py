@@ -19,6 +19,7 @@ named ``<feature>[_<index>]_<stat>`` with 0-based, zero-padded indices
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import librosa
 import numpy as np
@@ -99,27 +100,91 @@ def feature_names(config: AudioFeatureConfig) -> list[str]:
 def summarize_series(values: np.ndarray, stats: tuple[str, ...]) -> np.ndarray:
     """Statistics over time of a (rows, frames) series -> (rows, len(stats)), float64.
 
-    Skew and (Fisher) kurtosis of a constant row are 0, not NaN.
+    One sort per row gives min, max and the percentiles (linear interpolation, as
+    ``np.percentile``). Skew and (Fisher) kurtosis of a constant row are 0, not NaN.
     """
     x = np.asarray(values, dtype=np.float64)
+    n = x.shape[1]
     mean = x.mean(axis=1)
     centered = x - mean[:, None]
-    m2 = np.mean(centered**2, axis=1)
+    squared = centered * centered
+    m2 = squared.mean(axis=1)
     flat = m2 <= 1e-12 * (1.0 + mean**2)
     safe_m2 = np.where(flat, 1.0, m2)
-    p10, p50, p90 = np.percentile(x, [10, 50, 90], axis=1)
+    ordered = np.sort(x, axis=1)
+
+    def percentile(q: float) -> np.ndarray:
+        position = q * (n - 1)
+        lo = int(np.floor(position))
+        hi = min(lo + 1, n - 1)
+        return ordered[:, lo] + (position - lo) * (ordered[:, hi] - ordered[:, lo])
+
     columns = {
-        "mean": mean,
-        "std": np.sqrt(m2),
-        "min": x.min(axis=1),
-        "max": x.max(axis=1),
-        "skew": np.where(flat, 0.0, np.mean(centered**3, axis=1) / safe_m2**1.5),
-        "kurtosis": np.where(flat, 0.0, np.mean(centered**4, axis=1) / safe_m2**2 - 3.0),
-        "p10": p10,
-        "p50": p50,
-        "p90": p90,
+        "mean": lambda: mean,
+        "std": lambda: np.sqrt(m2),
+        "min": lambda: ordered[:, 0],
+        "max": lambda: ordered[:, -1],
+        "skew": lambda: np.where(flat, 0.0, (squared * centered).mean(axis=1) / safe_m2**1.5),
+        "kurtosis": lambda: np.where(flat, 0.0, (squared * squared).mean(axis=1) / safe_m2**2 - 3.0),
+        "p10": lambda: percentile(0.10),
+        "p50": lambda: percentile(0.50),
+        "p90": lambda: percentile(0.90),
     }
-    return np.stack([columns[s] for s in stats], axis=1)
+    return np.stack([columns[s]() for s in stats], axis=1)
+
+
+@lru_cache(maxsize=16)
+def _mel_basis(sr: int, n_fft: int, n_mels: int, fmax: float | None) -> np.ndarray:
+    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmax=fmax, dtype=np.float32)
+
+
+@lru_cache(maxsize=4)
+def _chroma_basis(sr: int, n_fft: int) -> np.ndarray:
+    return librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0, dtype=np.float32)
+
+
+def _normalize_frames(x: np.ndarray, order: float) -> np.ndarray:
+    """Scale each column to unit L1 (order 1) or max (order inf) norm; near-silent columns stay as they are."""
+    norm = np.abs(x).sum(axis=0) if order == 1 else np.abs(x).max(axis=0)
+    return x / np.where(norm < np.finfo(x.dtype).tiny, 1.0, norm).astype(x.dtype)
+
+
+def zero_crossing_rate(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
+    """``librosa.feature.zero_crossing_rate`` (centred frames, edge padding) from one cumulative sum.
+
+    librosa frames the signal first and scans every frame (each sample frame_length/hop
+    times); here each sample is looked at once. Shape (1, n_frames).
+    """
+    padded = np.pad(y, frame_length // 2, mode="edge")
+    negative = np.signbit(np.where(np.abs(padded) <= 1e-10, 0.0, padded))
+    crossings = np.concatenate([[0], np.cumsum(negative[1:] != negative[:-1])])
+    starts = np.arange(1 + (len(padded) - frame_length) // hop_length) * hop_length
+    counts = crossings[starts + frame_length - 1] - crossings[starts]
+    return (counts / frame_length)[np.newaxis, :]
+
+
+def spectral_shape(magnitude: np.ndarray, sr: int, n_fft: int, roll_percent: float = 0.85) -> dict[str, np.ndarray]:
+    """Centroid, bandwidth, rolloff and flatness of a magnitude spectrogram in one pass.
+
+    Same definitions and defaults as librosa's ``spectral_centroid``, ``spectral_bandwidth``
+    (p=2), ``spectral_rolloff`` and ``spectral_flatness`` (power 2, amin 1e-10), without
+    normalising the spectrogram once per feature. Each value is shaped (1, n_frames).
+    """
+    freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft).astype(magnitude.dtype)[:, None]
+    weights = _normalize_frames(magnitude, 1)
+    centroid = (freqs * weights).sum(axis=0, keepdims=True)
+    bandwidth = np.sqrt((weights * (freqs - centroid) ** 2).sum(axis=0, keepdims=True))
+    cumulative = np.cumsum(magnitude, axis=0)
+    reached = cumulative >= roll_percent * cumulative[-1:]
+    rolloff = freqs[np.argmax(reached, axis=0), 0][np.newaxis, :]
+    power = np.maximum(1e-10, magnitude**2)
+    flatness = np.exp(np.log(power).mean(axis=0, keepdims=True)) / power.mean(axis=0, keepdims=True)
+    return {
+        "spectral_centroid": centroid,
+        "spectral_bandwidth": bandwidth,
+        "spectral_rolloff": rolloff,
+        "spectral_flatness": flatness,
+    }
 
 
 def _fit_frames(log_mel: np.ndarray, n_frames: int) -> tuple[np.ndarray, int]:
@@ -152,27 +217,24 @@ def extract_clip(y: np.ndarray, config: AudioFeatureConfig) -> dict[str, np.ndar
     magnitude = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop))
     power = magnitude**2
 
-    def log_mel_of(n_mels: int) -> np.ndarray:
-        return librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr, n_mels=n_mels, fmax=config.fmax))
+    def log_mel_of(n_mels: int) -> tuple[np.ndarray, np.ndarray]:
+        mel = _mel_basis(sr, n_fft, n_mels, config.fmax) @ power
+        return mel, librosa.power_to_db(mel)
 
-    mel_power = librosa.feature.melspectrogram(S=power, sr=sr, n_mels=config.n_mels, fmax=config.fmax)
-    log_mel = librosa.power_to_db(mel_power)
+    mel_power, log_mel = log_mel_of(config.n_mels)
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=config.n_mfcc)
     width = min(9, mfcc.shape[1] - (1 - mfcc.shape[1] % 2))  # delta needs an odd width <= frames
     onset = librosa.onset.onset_strength(S=log_mel, sr=sr)
-    chroma = librosa.feature.chroma_stft(S=power, sr=sr, tuning=0.0)
+    chroma = _normalize_frames(_chroma_basis(sr, n_fft) @ power, np.inf)
     series = {
         "mfcc": mfcc,
         "mfcc_delta": librosa.feature.delta(mfcc, width=width, order=1),
         "mfcc_delta2": librosa.feature.delta(mfcc, width=width, order=2),
-        "melband": log_mel_of(config.n_bands),
-        "spectral_centroid": librosa.feature.spectral_centroid(S=magnitude, sr=sr),
-        "spectral_bandwidth": librosa.feature.spectral_bandwidth(S=magnitude, sr=sr),
-        "spectral_rolloff": librosa.feature.spectral_rolloff(S=magnitude, sr=sr),
-        "spectral_flatness": librosa.feature.spectral_flatness(S=magnitude),
+        "melband": log_mel_of(config.n_bands)[1],
+        **spectral_shape(magnitude, sr, n_fft),
         "spectral_contrast": librosa.feature.spectral_contrast(S=magnitude, sr=sr),
         "onset_strength": onset[np.newaxis, :],
-        "zcr": librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop),
+        "zcr": zero_crossing_rate(y, n_fft, hop),
         "rms": librosa.feature.rms(S=magnitude, frame_length=n_fft, hop_length=hop),
         "chroma": chroma,
         "tonnetz": librosa.feature.tonnetz(chroma=chroma),
@@ -182,10 +244,11 @@ def extract_clip(y: np.ndarray, config: AudioFeatureConfig) -> dict[str, np.ndar
         h, p = harmonic.sum(axis=0), percussive.sum(axis=0)
         series["harmonic_ratio"] = (h / np.maximum(h + p, 1e-12))[np.newaxis, :]
 
-    blocks = []
-    for name, rows in series_layout(config):
+    layout = series_layout(config)
+    for name, rows in layout:
         assert series[name].shape[0] == rows, (name, series[name].shape)
-        blocks.append(summarize_series(series[name], config.stats).reshape(-1))
+    stacked = np.concatenate([series[name] for name, _ in layout], axis=0)  # every series shares the frames
+    blocks = [summarize_series(stacked, config.stats).reshape(-1)]
     tempo, beats = librosa.beat.beat_track(onset_envelope=onset, sr=sr, hop_length=hop)
     intervals = np.diff(librosa.frames_to_time(beats, sr=sr, hop_length=hop))
     # With fewer than two beats there is no interval: both interval stats are 0.
@@ -201,7 +264,7 @@ def extract_clip(y: np.ndarray, config: AudioFeatureConfig) -> dict[str, np.ndar
         bad = [names[i] for i in np.flatnonzero(~np.isfinite(descriptors))[:5]]
         raise ClipError(f"non-finite features: {', '.join(bad)}")
 
-    melspec, n_valid = _fit_frames(log_mel_of(config.melspec_n_mels), config.melspec_frames)
+    melspec, n_valid = _fit_frames(log_mel_of(config.melspec_n_mels)[1], config.melspec_frames)
     return {"descriptors": descriptors, "melspec": melspec, "n_valid_frames": np.int32(n_valid)}
 
 
