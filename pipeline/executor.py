@@ -61,11 +61,16 @@ class ClipCache:
     fingerprint: str
 
     def key(self, source: str) -> str:
+        """Key of a file's bytes under this fingerprint."""
         digest = hashlib.sha256(self.fingerprint.encode())
         with open(source, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
         return digest.hexdigest()
+
+    def key_of(self, data: bytes) -> str:
+        """Key of in-memory content (e.g. a cleaned text) under this fingerprint."""
+        return hashlib.sha256(self.fingerprint.encode() + b"\0" + data).hexdigest()
 
     def _path(self, key: str) -> Path:
         return Path(self.root) / key[:2] / f"{key}.npz"

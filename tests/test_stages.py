@@ -23,6 +23,7 @@ from pipeline.stages import (
     essentia_features,
     prepare,
     report,
+    text_features,
     train,
 )
 from pipeline.store import file_sha256, read_matrix, read_metadata, read_store, read_tensor, write_store
@@ -95,11 +96,39 @@ def test_cache_recomputes_only_new_clips(project, capsys):
 
 
 def test_text_store_holds_unit_vectors(project):
-    ids, vectors = read_matrix(TEXT_STORE)
-    assert len(ids) == 40 and vectors.shape == (40, 384)
+    ids, vectors, present = read_matrix(TEXT_STORE)
+    assert len(ids) == 40 and vectors.shape == (40, 384) and present.all()
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    store = read_store(TEXT_STORE, columns=["n_tokens", "n_chunks"])
+    assert (store["n_tokens"] > 10).all() and (store["n_chunks"] == 1).all()  # demo lyrics fit one window
     meta = read_metadata(TEXT_STORE)
     assert meta["model_id"] == "sentence-transformers/all-MiniLM-L6-v2" and meta["embedding_dim"] == 384
+    assert meta["max_seq_length"] == 256 and meta["window_tokens"] == 254 and meta["params"]["pooling"] == "mean"
+    assert meta["n_without_text"] == 0 and "tokenizers" in meta["versions"]
+
+
+def test_clips_without_text_train_with_a_missing_modality(project, capsys):
+    manifest = read_store(MANIFEST)
+    manifest.loc[[0, 5, 9], "text"] = None
+    write_store(manifest, MANIFEST, pq.read_schema(MANIFEST).remove_metadata(), read_metadata(MANIFEST))
+    text_features.run(load_params())
+    out = capsys.readouterr().out
+    assert "(3 without text)" in out and "0 embedded, 37 from cache" in out  # cache keyed by text content
+    store = read_store(TEXT_STORE)
+    assert store["has_text"].tolist().count(False) == 3
+    assert store.loc[~store["has_text"], "embedding"].isna().all()
+    for model in ("mlp", "lgbm"):
+        train.run(load_params(), model, "mean")
+        metrics = json.loads((project / "models" / f"{model}-mean" / "metrics.json").read_text())
+        assert metrics["n_clips"] == 40 and metrics["n_without_text"] == 3
+
+
+def test_tfidf_text_representation(project):
+    write_params(project, {"text": {"representation": "tfidf", "tfidf_dim": 16}})
+    train.run(load_params(), "logreg", "text")
+    metrics = json.loads((project / "models" / "logreg-text" / "metrics.json").read_text())
+    assert metrics["text_representation"] == "tfidf" and metrics["feature_dims"] == {}
+    assert metrics["summary"]["auc_roc_macro"]["mean"] > 0.5
 
 
 def test_corrupt_clip_is_recorded_not_fatal(project):

@@ -27,14 +27,25 @@ def test_audio_store_round_trip_with_metadata(tmp_path):
     assert list(tmp_path.iterdir()) == [path]  # no temp files left behind
 
 
-def test_text_store_matrix_without_python_loops(tmp_path):
+def test_text_store_matrix_with_null_rows_without_python_loops(tmp_path):
     vectors = np.arange(12, dtype=np.float32).reshape(3, 4)
     path = tmp_path / "text.parquet"
-    write_store(pd.DataFrame({"clip_id": ["a", "b", "c"], "embedding": list(vectors)}), path, text_schema(4), {})
-    ids, matrix = read_matrix(path)
-    assert ids.tolist() == ["a", "b", "c"]
+    df = pd.DataFrame(
+        {
+            "clip_id": ["a", "b", "c"],
+            "has_text": [True, False, True],
+            "n_tokens": [5, 0, 7],
+            "n_chunks": [1, 0, 1],
+            "embedding": [vectors[0], None, vectors[2]],
+        }
+    )
+    write_store(df, path, text_schema(4), {})
+    ids, matrix, present = read_matrix(path)
+    assert ids.tolist() == ["a", "b", "c"] and present.tolist() == [True, False, True]
     assert matrix.shape == (3, 4) and matrix.dtype == np.float32
-    np.testing.assert_array_equal(matrix, vectors)
+    np.testing.assert_array_equal(matrix[[0, 2]], vectors[[0, 2]])
+    assert not matrix[1].any()
+    assert pq.read_table(path).column("embedding").null_count == 1
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path):

@@ -71,8 +71,9 @@ def validate_manifest(
 ) -> pd.DataFrame:
     """Check a manifest and return it with mmer's columns first, sorted by clip_id.
 
-    Raises :class:`ManifestError` for a missing column, blank/duplicate ids, a clip
-    without label, audio path or text, labels outside (or declared but unused in)
+    A clip without text is fine (its text modality counts as missing). Raises
+    :class:`ManifestError` for a missing column, blank/duplicate ids, a clip without
+    label or audio path, labels outside (or declared but unused in)
     ``labels``, fewer than two classes, classes smaller than ``n_folds``, a group
     column filled for only some clips or with fewer groups than folds, and missing
     audio files. Runs before any heavy work.
@@ -92,7 +93,6 @@ def validate_manifest(
         )
     _require_values(df, "label", "have no label")
     _require_values(df, "audio_path", "have no audio_path")
-    _require_values(df, "text", "have no text; every clip needs one (clips without text are not supported yet)")
     counts = df["label"].value_counts()
     if labels is not None:
         unknown = sorted(set(counts.index) - set(labels))

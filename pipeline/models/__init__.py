@@ -11,8 +11,21 @@ from pipeline.params import TrainParams
 LEARNERS = ("lgbm", "mlp", "logreg")
 
 
-def make_learner(name: str, fusion: str, params: TrainParams, seed: int):
-    """A fresh, unfitted learner for one (learner, fusion) variant."""
+def make_learner(name: str, fusion: str, params: TrainParams, seed: int, tfidf_dim: int | None = None):
+    """A fresh, unfitted learner for one (learner, fusion) variant.
+
+    With ``tfidf_dim``, the ``text`` block holds raw texts, turned into TF-IDF + SVD
+    features inside each fit (see :class:`pipeline.models.tfidf.TfidfTextLearner`).
+    """
+    learner = _make(name, fusion, params, seed)
+    if tfidf_dim is None:
+        return learner
+    from pipeline.models.tfidf import TfidfTextLearner
+
+    return TfidfTextLearner(learner, dim=tfidf_dim, seed=seed)
+
+
+def _make(name: str, fusion: str, params: TrainParams, seed: int):
     from pipeline.models.classical import ClassicalFusionClassifier  # heavy imports stay out of the CLI start
 
     if name == "lgbm":

@@ -1,6 +1,8 @@
 """Classical learners (LightGBM, logistic regression) behind the fusion interface.
 
-Per modality: standardise; for the elementwise fusions (``product``, ``mean``)
+Per modality: add a missing-modality indicator column when the blocks carry one
+(``text_present``: clips without text have a zero embedding and indicator 1);
+standardise; for the elementwise fusions (``product``, ``mean``)
 project each modality to ``pca_dim`` dimensions with PCA. Scalers and projections
 are fitted in :meth:`fit`, i.e. on the training fold only. The fused matrix then
 goes to a scikit-learn-style estimator.
@@ -14,6 +16,14 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.fusion import ELEMENTWISE, fuse, modalities_for
+
+
+def with_indicator(blocks: dict[str, np.ndarray], modality: str) -> np.ndarray:
+    """The modality's block, plus a 0/1 "missing" column when ``<modality>_present`` is given."""
+    present = blocks.get(f"{modality}_present")
+    if present is None:
+        return blocks[modality]
+    return np.column_stack([blocks[modality], 1.0 - np.asarray(present, dtype=np.float32)])
 
 
 class ClassicalFusionClassifier:
@@ -36,13 +46,13 @@ class ClassicalFusionClassifier:
     def fit(self, blocks: dict[str, np.ndarray], y: np.ndarray) -> ClassicalFusionClassifier:
         """Fit scalers, projections and the estimator on one training fold."""
         self.modalities_ = modalities_for(self.fusion)
-        self.scalers_ = {m: StandardScaler().fit(blocks[m]) for m in self.modalities_}
+        self.scalers_ = {m: StandardScaler().fit(with_indicator(blocks, m)) for m in self.modalities_}
         self.projections_ = {}
         if self.fusion in ELEMENTWISE:
             n_samples = len(y)
-            width = min(self.pca_dim, n_samples - 1, *(blocks[m].shape[1] for m in self.modalities_))
+            width = min(self.pca_dim, n_samples - 1, *(with_indicator(blocks, m).shape[1] for m in self.modalities_))
             for m in self.modalities_:
-                scaled = self.scalers_[m].transform(blocks[m])
+                scaled = self.scalers_[m].transform(with_indicator(blocks, m))
                 self.projections_[m] = PCA(n_components=width, random_state=self.seed).fit(scaled)
         self.estimator_ = clone(self.estimator).fit(self.transform(blocks), y)
         self.classes_ = self.estimator_.classes_
@@ -52,7 +62,7 @@ class ClassicalFusionClassifier:
         """The fused design matrix the estimator sees."""
         parts = []
         for m in self.modalities_:
-            part = self.scalers_[m].transform(blocks[m])
+            part = self.scalers_[m].transform(with_indicator(blocks, m))
             if m in self.projections_:
                 part = self.projections_[m].transform(part)
             parts.append(part)

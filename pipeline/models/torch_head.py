@@ -32,9 +32,11 @@ class FusionHead(nn.Module):
         fused_width = hidden * len(input_dims) if fusion == "concat" else hidden
         self.classifier = nn.Linear(fused_width, n_classes)
 
-    def forward(self, blocks: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, blocks: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits; ``present[m]`` (n, 1) masks modality m where it is missing (see :func:`fuse`)."""
         encoded = [self.encoders[m](blocks[m]) for m in self.modalities]
-        return self.classifier(fuse(encoded, self.fusion))
+        masks = None if not present else [present.get(m) for m in self.modalities]
+        return self.classifier(fuse(encoded, self.fusion, masks))
 
 
 class MLPFusionClassifier:
@@ -64,12 +66,17 @@ class MLPFusionClassifier:
         self.val_fraction = val_fraction
         self.seed = seed
 
-    def _tensors(self, blocks: dict[str, np.ndarray], index: np.ndarray | None = None) -> dict[str, torch.Tensor]:
-        out = {}
+    def _tensors(
+        self, blocks: dict[str, np.ndarray], index: np.ndarray | None = None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Standardised inputs and (n, 1) presence masks of the modalities that have one."""
+        rows = slice(None) if index is None else index
+        inputs, present = {}, {}
         for m in self.modalities_:
-            x = blocks[m] if index is None else blocks[m][index]
-            out[m] = torch.from_numpy(self.scalers_[m].transform(x).astype(np.float32))
-        return out
+            inputs[m] = torch.from_numpy(self.scalers_[m].transform(blocks[m][rows]).astype(np.float32))
+            if f"{m}_present" in blocks:
+                present[m] = torch.from_numpy(np.asarray(blocks[f"{m}_present"][rows], dtype=np.float32)[:, None])
+        return inputs, present
 
     def fit(self, blocks: dict[str, np.ndarray], y: np.ndarray) -> MLPFusionClassifier:
         """Train on one training fold; early-stop on an inner validation split."""
@@ -81,8 +88,13 @@ class MLPFusionClassifier:
         fit_idx, val_idx = train_test_split(
             np.arange(len(y)), test_size=self.val_fraction, stratify=stratify, random_state=self.seed
         )
-        self.scalers_ = {m: StandardScaler().fit(blocks[m][fit_idx]) for m in self.modalities_}
-        x_fit, x_val = self._tensors(blocks, fit_idx), self._tensors(blocks, val_idx)
+        self.scalers_ = {}
+        for m in self.modalities_:
+            rows = fit_idx
+            if f"{m}_present" in blocks and blocks[f"{m}_present"][fit_idx].any():
+                rows = fit_idx[np.asarray(blocks[f"{m}_present"][fit_idx], dtype=bool)]  # scale on real values
+            self.scalers_[m] = StandardScaler().fit(blocks[m][rows])
+        (x_fit, p_fit), (x_val, p_val) = self._tensors(blocks, fit_idx), self._tensors(blocks, val_idx)
         y_fit, y_val = torch.from_numpy(y_idx[fit_idx]), torch.from_numpy(y_idx[val_idx])
         dims = {m: blocks[m].shape[1] for m in self.modalities_}
         model = FusionHead(dims, self.fusion, self.hidden, len(self.classes_), self.dropout)
@@ -97,12 +109,13 @@ class MLPFusionClassifier:
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
                 optimiser.zero_grad()
-                loss = loss_fn(model({m: x[batch] for m, x in x_fit.items()}), y_fit[batch])
+                batch_present = {m: p[batch] for m, p in p_fit.items()}
+                loss = loss_fn(model({m: x[batch] for m, x in x_fit.items()}, batch_present), y_fit[batch])
                 loss.backward()
                 optimiser.step()
             model.eval()
             with torch.no_grad():
-                val_loss = float(loss_fn(model(x_val), y_val))
+                val_loss = float(loss_fn(model(x_val, p_val), y_val))
             self.epochs_ += 1
             if val_loss < best_loss - 1e-4:
                 best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
@@ -118,5 +131,5 @@ class MLPFusionClassifier:
     def predict_proba(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
         """Softmax class probabilities, columns in ``classes_`` order."""
         with torch.no_grad():
-            logits = self.model_(self._tensors(blocks))
+            logits = self.model_(*self._tensors(blocks))
         return torch.softmax(logits, dim=1).numpy().astype(np.float64)

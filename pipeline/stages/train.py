@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.evaluation import cross_validate, make_folds, summarize
+from pipeline.features.text import clean_text
 from pipeline.fusion import modalities_for
 from pipeline.models import make_learner
 from pipeline.params import Params, as_dict
@@ -34,34 +35,59 @@ def load_audio_block(audio_sets: list[str]) -> pd.DataFrame:
     return block
 
 
-def load_blocks(audio_sets: list[str]) -> tuple[pd.DataFrame, dict[str, np.ndarray], int]:
-    """Manifest rows present in every feature store, both modality blocks, and how many were dropped.
+def load_blocks(
+    audio_sets: list[str], text_representation: str = "embedding", cleaning: dict | None = None
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], int]:
+    """Manifest rows present in every feature store, the modality blocks, and how many were dropped.
 
     Every variant sees the same clips (and so the same folds), whatever its fusion;
-    clips missing from a store (recorded in its errors table) are left out, never imputed.
+    clips missing from an audio store (recorded in its errors table) are left out, never
+    imputed. A clip without text stays in: its ``text_present`` is False and its text
+    block is zeros (embeddings) or ``""`` (tfidf, where blocks["text"] holds cleaned texts).
     """
-    manifest = read_store(MANIFEST, columns=["clip_id", "label", "group"])
-    ids, matrix = read_matrix(TEXT_STORE)
-    tables = {"audio": load_audio_block(audio_sets), "text": pd.DataFrame(matrix, index=ids)}
-    keep = np.ones(len(manifest), dtype=bool)
-    for table in tables.values():
-        keep &= manifest["clip_id"].isin(table.index).to_numpy()
+    manifest = read_store(MANIFEST, columns=["clip_id", "label", "group", "text"])
+    ids, matrix, present = read_matrix(TEXT_STORE)
+    audio = load_audio_block(audio_sets)
+    keep = manifest["clip_id"].isin(audio.index).to_numpy() & manifest["clip_id"].isin(ids).to_numpy()
     rows = manifest[keep].reset_index(drop=True)
-    blocks = {m: table.loc[rows["clip_id"]].to_numpy(dtype=np.float32) for m, table in tables.items()}
-    return rows, blocks, int((~keep).sum())
+    text_rows = pd.Series(np.arange(len(ids)), index=ids).loc[rows["clip_id"]].to_numpy()
+    if text_representation == "tfidf":
+        texts = [clean_text(None if pd.isna(t) else t, **(cleaning or {})) for t in rows["text"]]
+        text_block = np.array(texts, dtype=object)
+    else:
+        text_block = matrix[text_rows]
+    blocks = {
+        "audio": audio.loc[rows["clip_id"]].to_numpy(dtype=np.float32),
+        "text": text_block,
+        "text_present": present[text_rows],
+    }
+    return rows.drop(columns="text"), blocks, int((~keep).sum())
 
 
 def run(params: Params, model: str, fusion: str) -> None:
     """Write models/<model>-<fusion>/{metrics.json, oof.parquet}."""
     out_dir = MODELS / f"{model}-{fusion}"
-    rows, all_blocks, n_excluded = load_blocks(params.train.audio_sets)
-    blocks = {m: all_blocks[m] for m in modalities_for(fusion)}
+    text = params.text
+    cleaning = {
+        "strip_timestamps": text.strip_timestamps,
+        "strip_sections": text.strip_sections,
+        "lowercase": text.lowercase,
+    }
+    rows, all_blocks, n_excluded = load_blocks(params.train.audio_sets, text.representation, cleaning)
+    wanted = modalities_for(fusion)
+    blocks = {key: value for key, value in all_blocks.items() if key.removesuffix("_present") in wanted}
     classes = params.dataset.labels or read_metadata(MANIFEST)["classes"]
     y = np.array([classes.index(label) for label in rows["label"]])
     groups = rows["group"].to_numpy() if rows["group"].notna().all() else None  # prepare allows all or none
     folds = make_folds(y, groups, params.train.n_folds, params.seed)
     oof, fold_of, per_fold = cross_validate(
-        lambda: make_learner(model, fusion, params.train, params.seed), blocks, y, folds, len(classes)
+        lambda: make_learner(
+            model, fusion, params.train, params.seed, text.tfidf_dim if text.representation == "tfidf" else None
+        ),
+        blocks,
+        y,
+        folds,
+        len(classes),
     )
     predictions = pd.DataFrame(
         {
@@ -95,8 +121,10 @@ def run(params: Params, model: str, fusion: str) -> None:
         "n_excluded": n_excluded,
         "n_folds": len(folds),
         "grouped": groups is not None,
-        "feature_dims": {m: int(x.shape[1]) for m, x in blocks.items()},
+        "feature_dims": {m: int(blocks[m].shape[1]) for m in wanted if blocks[m].ndim == 2},
         "audio_sets": params.train.audio_sets if "audio" in blocks else [],
+        "text_representation": text.representation if "text" in blocks else None,
+        "n_without_text": int((~all_blocks["text_present"]).sum()),
         "folds": per_fold,
         "summary": summarize(per_fold),
         "params": {"seed": params.seed, "train": as_dict(params.train)},

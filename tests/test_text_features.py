@@ -1,0 +1,103 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from pipeline.features.text import ChunkEmbedder, chunk_token_ids, clean_text, embed_texts, load_encoder, pool_chunks
+
+LRC = """[ar: Some Artist]
+[ti: A Song]
+[00:12.34]Hello   darkness, my old friend
+[00:15.00]<00:15.10>I've come to talk <00:16.20>with you again
+[Chorus]
+(Verse 2)
+Bridge:
+Pre-Chorus 2:
+[00:20.00]Hello darkness, my old friend
+
+"""
+
+
+def test_cleaning_strips_lrc_markup_and_section_markers_but_keeps_repeats():
+    assert clean_text(LRC) == (
+        "Hello darkness, my old friend\nI've come to talk with you again\nHello darkness, my old friend"
+    )
+
+
+def test_cleaning_options_can_be_switched_off():
+    kept = clean_text(LRC, strip_timestamps=False, strip_sections=False)
+    assert "[00:12.34]Hello darkness" in kept and "[Chorus]" in kept and "Bridge:" in kept
+    assert clean_text("Ünïcode LINE", lowercase=True) == "ünïcode line"
+
+
+def test_lines_that_merely_mention_a_section_word_are_lyrics():
+    text = "The bridge is falling down\nverse after verse: we sing\n[Refrain x2]"
+    assert clean_text(text) == "The bridge is falling down\nverse after verse: we sing"
+
+
+@pytest.mark.parametrize("empty", [None, "", "   \n\t ", "[00:01.00]", "[Chorus]\n[Verse 1]", float("nan")])
+def test_empty_texts_clean_to_nothing(empty):
+    assert clean_text(empty) == ""
+
+
+def test_unicode_is_nfc_normalised():
+    decomposed = "Cafe\u0301 \u00e0 la carte"
+    assert clean_text(decomposed) == "Caf\u00e9 \u00e0 la carte"
+    assert clean_text("夜に駆ける 🌙  مرحبا") == "夜に駆ける 🌙 مرحبا"
+
+
+def test_chunking_covers_every_token_once_plus_overlap():
+    ids = list(range(1000))
+    chunks = chunk_token_ids(ids, size=254, overlap=32)
+    assert all(len(c) <= 254 for c in chunks)
+    assert chunks[0][0] == 0 and chunks[-1][-1] == 999
+    for left, right in itertools.pairwise(chunks):
+        assert left[-32:] == right[:32]  # consecutive windows share exactly the overlap
+    flattened = chunks[0] + [t for c in chunks[1:] for t in c[32:]]
+    assert flattened == ids
+    assert chunk_token_ids(list(range(200)), 254, 32) == [list(range(200))]
+    assert chunk_token_ids([], 254, 32) == []
+    with pytest.raises(ValueError, match="must exceed the overlap"):
+        chunk_token_ids(ids, size=32, overlap=32)
+
+
+def test_pooling_math():
+    chunks = np.array([[1.0, 0.0], [0.0, 1.0]])
+    mean = pool_chunks(chunks, np.array([3, 1]))
+    np.testing.assert_allclose(mean, np.array([0.75, 0.25]) / np.linalg.norm([0.75, 0.25]), rtol=1e-6)
+    maxed = pool_chunks(np.array([[0.6, -1.0], [0.2, 0.8]]), np.array([1, 1]), "max")
+    np.testing.assert_allclose(maxed, np.array([0.6, 0.8]), rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return ChunkEmbedder(load_encoder("default")[1])
+
+
+def test_short_text_equals_plain_encode(embedder):
+    texts = ["Kids are talking by the door.", "夜に駆ける 🌙 Café"]
+    ours, n_tokens, n_chunks = embed_texts(embedder, texts)
+    plain = embedder.encoder.encode(texts, normalize_embeddings=True)
+    np.testing.assert_allclose((ours * plain).sum(axis=1), 1.0, atol=1e-5)
+    assert n_chunks.tolist() == [1, 1] and (n_tokens > 3).all()
+
+
+def reference_embedding(embedder, text, overlap=32):
+    """Unoptimised definition: one text at a time, each window embedded alone (no padding), then pooled."""
+    ids = embedder.tokenize([text])[0]
+    windows = chunk_token_ids(ids, embedder.window, overlap)
+    vectors = np.stack([embedder.embed_windows([w], batch_size=1)[0] for w in windows])
+    return pool_chunks(vectors, np.array([len(w) for w in windows]))
+
+
+def test_long_text_uses_every_window_and_matches_the_reference(embedder):
+    rng = np.random.default_rng(0)
+    words = ["love", "rain", "night", "城市", "dance", "é", "🎵", "broken", "sun"]
+    long_text = "\n".join(" ".join(rng.choice(words, 8)) for _ in range(90))
+    texts = [long_text, "a short line", long_text[:900]]
+    ours, n_tokens, n_chunks = embed_texts(embedder, texts)
+    assert n_chunks[0] >= 3 and n_tokens[0] > 600
+    for i, text in enumerate(texts):
+        assert float(ours[i] @ reference_embedding(embedder, text)) > 0.9999
+    truncated = embedder.encoder.encode([long_text], normalize_embeddings=True)[0]
+    assert float(ours[0] @ truncated) < 0.999  # the tail of the song changes the vector
