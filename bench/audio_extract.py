@@ -8,8 +8,12 @@ libsndfile can encode MP3), then measures:
     chroma estimates tuning, tonnetz computes a CQT chroma);
 (b) mmer's per-clip job (decode + ``extract_clip``) with 1 worker;
 (c) the same with all workers;
-(d) peak RSS of ``mmer audio-features`` over a manifest of ``--rss-clips`` rows
-    (the N files repeated, cache off), i.e. the streaming writer at corpus scale.
+(d) peak memory of ``mmer audio-features`` over a manifest of ``--rss-clips`` rows
+    (the N files repeated, cache off): PSS of the main process and all workers.
+
+Every timing is single-threaded per worker (BLAS limited to one thread). A second
+naive loop with mmer's cheaper chroma and tonnetz definitions shows how much of the
+speed-up is implementation rather than definitions.
 
 Prints a table and writes JSON with ``--json PATH``. Ratios are measured in the same
 run, so they hold on any machine; absolute clips/s depend on the CPU.
@@ -20,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,13 +33,14 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.datasets.demo import render_audio  # noqa: E402
 from pipeline.executor import ClipTask, iter_clips, resolve_n_jobs  # noqa: E402
-from pipeline.features.audio import AudioFeatureConfig  # noqa: E402
+from pipeline.features.audio import AudioFeatureConfig, feature_names  # noqa: E402
 from pipeline.stages.audio_features import extract_file  # noqa: E402
 
 SR_IN = 44100
@@ -59,11 +64,17 @@ def make_clips(folder: Path, n: int, duration_s: float, seed: int = 0) -> tuple[
     return wavs, mp3s
 
 
-def naive_features(path: str) -> dict[str, np.ndarray]:
-    """The descriptor list computed the way a notebook usually does it."""
+def naive_features(path: str, same_definitions: bool = False) -> dict[str, np.ndarray]:
+    """The descriptor list computed the way a notebook usually does it.
+
+    With ``same_definitions``, chroma skips tuning estimation and tonnetz uses that STFT
+    chroma, as mmer does: what remains of the speed-up is then implementation alone.
+    """
     import librosa
 
     y, sr = librosa.load(path, sr=22050)
+    chroma_kw = {"tuning": 0.0} if same_definitions else {}
+    chroma = librosa.feature.chroma_stft(y=y, sr=sr, **chroma_kw)
     mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20)
     series = {
         "mfcc": mfcc,
@@ -78,18 +89,20 @@ def naive_features(path: str) -> dict[str, np.ndarray]:
         "onset": librosa.onset.onset_strength(y=y, sr=sr)[None, :],
         "zcr": librosa.feature.zero_crossing_rate(y),
         "rms": librosa.feature.rms(y=y),
-        "chroma": librosa.feature.chroma_stft(y=y, sr=sr),
-        "tonnetz": librosa.feature.tonnetz(y=y, sr=sr),
+        "chroma": chroma,
+        "tonnetz": librosa.feature.tonnetz(chroma=chroma) if same_definitions else librosa.feature.tonnetz(y=y, sr=sr),
         "melspec": librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_mels=96)),
     }
     librosa.beat.beat_track(y=y, sr=sr)
     return {name: np.concatenate([v.mean(axis=1), v.std(axis=1)]) for name, v in series.items()}
 
 
-def time_naive(paths: list[str]) -> tuple[float, list[dict]]:
-    naive_features(paths[0])  # warm-up: imports, numba compilation
-    start = time.perf_counter()
-    results = [naive_features(p) for p in paths]
+def time_naive(paths: list[str], same_definitions: bool = False) -> tuple[float, list[dict]]:
+    """Seconds for the plain loop over ``paths``, single-threaded like one mmer worker."""
+    with threadpool_limits(1):
+        naive_features(paths[0], same_definitions)  # warm-up: imports, numba compilation
+        start = time.perf_counter()
+        results = [naive_features(p, same_definitions) for p in paths]
     return time.perf_counter() - start, results
 
 
@@ -107,8 +120,29 @@ def time_mmer(paths: list[str], config: AudioFeatureConfig, n_jobs: int, repeat:
     return elapsed, [o for _, o, _ in outcomes[: len(paths)]]
 
 
+def _tree_pss_mb(pid: int) -> float:
+    """Proportional set size of a process and all its descendants (shared pages split fairly)."""
+    import psutil
+
+    total = 0
+    try:
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                total += proc.memory_full_info().pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+    except psutil.NoSuchProcess:
+        pass
+    return total / 2**20
+
+
 def stage_peak_rss_mb(paths: list[str], n_rows: int, workdir: Path) -> tuple[float, float]:
-    """Run `mmer prepare` + `mmer audio-features` on n_rows manifest rows; (peak RSS MB, seconds)."""
+    """Run `mmer prepare` + `mmer audio-features` on n_rows manifest rows.
+
+    Returns (peak memory of the whole stage in MB: PSS of the main process plus every
+    worker, sampled every 0.2 s; seconds).
+    """
     import pandas as pd
     import yaml
 
@@ -124,12 +158,45 @@ def stage_peak_rss_mb(paths: list[str], n_rows: int, workdir: Path) -> tuple[flo
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     mmer = [sys.executable, "-m", "pipeline.cli"]
     subprocess.run([*mmer, "prepare"], cwd=workdir, env=env, check=True, capture_output=True)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    subprocess.run([*mmer, "audio-features"], cwd=workdir, env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(
+        [*mmer, "audio-features"], cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, _tree_pss_mb(proc.pid))
+        time.sleep(0.2)
     elapsed = time.perf_counter() - start
-    peak_kb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
-    return peak_kb / 1024, elapsed
+    if proc.returncode:
+        raise RuntimeError(f"mmer audio-features failed: {proc.stderr.read().decode()[-2000:]}")
+    return peak, elapsed
+
+
+def shared_max_rel_diff(mine: list[dict], naive: list[dict], config: AudioFeatureConfig) -> float:
+    """Largest relative difference of mean/std over families both compute with the same definition."""
+    names = feature_names(config)
+    pairs = {
+        "mfcc": "mfcc",
+        "mfcc_delta": "mfcc_delta",
+        "mfcc_delta2": "mfcc_delta2",
+        "melband": "melband",
+        "spectral_centroid": "centroid",
+        "spectral_bandwidth": "bandwidth",
+        "spectral_rolloff": "rolloff",
+        "spectral_flatness": "flatness",
+        "spectral_contrast": "contrast",
+        "onset_strength": "onset",
+        "zcr": "zcr",
+        "rms": "rms",
+    }
+    worst = 0.0
+    for ours, theirs in pairs.items():
+        for stat_index, stat in enumerate(("mean", "std")):
+            cols = [i for i, n in enumerate(names) if re.fullmatch(rf"{ours}(_\d+)?_{stat}", n)]
+            a = np.stack([m["descriptors"][cols] for m in mine]).astype(np.float64)
+            b = np.stack([np.split(r[theirs], 2)[stat_index] for r in naive])
+            worst = max(worst, float(np.max(np.abs(a - b)) / np.max(np.abs(b))))
+    return worst
 
 
 def main() -> None:
@@ -148,6 +215,7 @@ def main() -> None:
         print(f"generating {args.clips} clips of {args.duration:.0f} s (44.1 kHz stereo) ...", flush=True)
         wavs, mp3s = make_clips(tmp, args.clips, args.duration)
         t_naive, naive = time_naive(wavs)
+        t_naive_same, _ = time_naive(wavs, same_definitions=True)
         # several passes for mmer: fewer seconds per pass, and less tail imbalance between workers
         t_one, mine = time_mmer(wavs, config, 1, args.repeat)
         t_all, _ = time_mmer(wavs, config, workers, args.repeat)
@@ -158,6 +226,7 @@ def main() -> None:
         naive_mfcc = np.stack([r["mfcc"][:20] for r in naive])
         mine_mfcc = np.stack([r["descriptors"][: 20 * len(config.stats) : len(config.stats)] for r in mine])
         max_rel_diff = float(np.max(np.abs(mine_mfcc - naive_mfcc)) / np.max(np.abs(naive_mfcc)))
+        max_rel_diff_shared = shared_max_rel_diff(mine, naive, config)
         rss_mb, rss_s = (None, None)
         if args.rss_clips:
             print(f"peak RSS of `mmer audio-features` on {args.rss_clips} rows ...", flush=True)
@@ -175,12 +244,14 @@ def main() -> None:
         "x_realtime": n * args.duration / t_one,
         "x_realtime_all_workers": n * args.duration / t_all,
         "speedup_vs_naive": t_naive / t_one,
+        "speedup_vs_naive_same_definitions": t_naive_same / t_one,
         f"scaling_{workers}_workers": t_one / t_all,
         "mp3_clips_per_s": n / t_mp3 if t_mp3 else None,
         "hpss_extra_s_per_clip": (t_hpss - t_one) / n,
         "max_rel_diff": max_rel_diff,
+        "max_rel_diff_shared_features": max_rel_diff_shared,
         "rss_clips": args.rss_clips,
-        "peak_rss_mb": rss_mb,
+        "peak_rss_mb": rss_mb,  # PSS of the stage's main process + workers
         "rss_run_clips_per_s": args.rss_clips / rss_s if rss_s else None,
     }
     width = max(len(k) for k in result)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed, parallel_config
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 
@@ -117,15 +118,22 @@ def resolve_n_jobs(n_jobs: int) -> int:
     return cores if n_jobs in (-1, 0) else max(1, min(n_jobs, cores))
 
 
+def _file_state(path: str) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+
 def _run_task(fn: Callable, task: ClipTask, stage: str, cache: ClipCache | None) -> tuple[str, Any, bool]:
     try:
-        key = cache.key(task.source) if cache is not None and task.source else None
-        if key is not None:
+        key = None
+        if cache is not None and task.source:
+            state = _file_state(task.source)
+            key = cache.key(task.source)
             hit = cache.load(key)
             if hit is not None:
                 return task.clip_id, hit, True
         value = fn(*task.args)
-        if key is not None:
+        if key is not None and _file_state(task.source) == state:  # never cache a file that changed meanwhile
             cache.save(key, value)
         return task.clip_id, value, False
     except Exception as exc:
@@ -144,11 +152,12 @@ def iter_clips(
     """Yield ``(clip_id, result or ClipFailure, from_cache)`` in input order."""
     workers = resolve_n_jobs(n_jobs)
     with tqdm(total=len(tasks), desc=desc, unit="clip", disable=None, smoothing=0.1) as progress:
-        if workers == 1:
-            outcomes = (_run_task(fn, task, stage, cache) for task in tasks)
-            for outcome in outcomes:
-                progress.update(1)
-                yield outcome
+        if workers == 1:  # in-process, with the same one-thread-per-worker rule
+            with threadpool_limits(1):
+                for task in tasks:
+                    outcome = _run_task(fn, task, stage, cache)
+                    progress.update(1)
+                    yield outcome
             return
         with parallel_config(backend="loky", inner_max_num_threads=1):
             parallel = Parallel(n_jobs=workers, return_as="generator", pre_dispatch="4*n_jobs")

@@ -9,13 +9,29 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.features.audio import ALL_STATS
 from pipeline.store import read_metadata
+
+_STAT_SUFFIX = re.compile(rf"_({'|'.join(ALL_STATS)})$")
 
 
 def column_group(name: str) -> str:
-    """Feature family of a column: ``mfcc_03_mean`` -> ``mfcc``; ``spectral_centroid_std`` -> ``spectral_centroid``."""
-    stem = re.sub(r"_(mean|std)$", "", name)
-    return re.sub(r"_\d+$", "", stem)
+    """Feature family of a column: ``mfcc_03_p90`` -> ``mfcc``; ``spectral_centroid_std`` -> ``spectral_centroid``."""
+    return re.sub(r"_\d+$", "", _STAT_SUFFIX.sub("", name))
+
+
+def _nan_count(column) -> int:
+    """NaNs in a float column, or inside a list/tensor column's values."""
+    import pyarrow as pa
+
+    data = column.combine_chunks() if column.num_chunks else pa.array([], column.type)
+    if isinstance(data.type, pa.ExtensionType):
+        data = data.storage
+    while pa.types.is_list(data.type) or pa.types.is_fixed_size_list(data.type):
+        data = data.flatten()
+    if not pa.types.is_floating(data.type):
+        return 0
+    return int(pc.sum(pc.is_nan(data)).as_py() or 0)
 
 
 def describe(path: str | Path) -> str:
@@ -27,9 +43,7 @@ def describe(path: str | Path) -> str:
     groups: dict[str, list[int]] = {}
     for field, column in zip(table.schema, table.columns):
         nulls = column.null_count
-        nans = 0
-        if field.type in ("float", "double"):
-            nans = int(pc.sum(pc.is_nan(column)).as_py() or 0)
+        nans = _nan_count(column)
         counts = groups.setdefault(column_group(field.name), [0, 0, 0])
         counts[0] += 1
         counts[1] += nulls

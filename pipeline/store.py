@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -147,7 +148,11 @@ class StoreWriter:
         self.rows += len(df)
 
     def __exit__(self, *exc_info) -> None:
-        self._writer.close()
+        try:
+            self._writer.close()
+        except BaseException:
+            self._atomic.__exit__(*sys.exc_info())  # removes the temp file, then re-raises
+            raise
         self._atomic.__exit__(*exc_info)
 
 

@@ -69,6 +69,19 @@ def test_summary_statistics_match_their_definitions():
     assert constant.tolist() == [[0.0, 0.0, 3.0]]
 
 
+def test_analysis_window_is_checked():
+    with pytest.raises(ValueError, match="offset_s must be >= 0"):
+        AudioFeatureConfig(offset_s=-1.0)
+    with pytest.raises(ValueError, match="duration_s must be > 0 or null"):
+        AudioFeatureConfig(duration_s=0.0)
+
+
+def test_silent_clip_gives_a_finite_row():
+    record = extract_audio_features(np.zeros(2 * SR, dtype=np.float32), CONFIG)
+    assert all(np.isfinite(v) for v in record.values())
+    assert record["rms_max"] == 0.0 and record["beat_count"] == 0.0 and record["beat_interval_mean"] == 0.0
+
+
 def test_stats_are_configurable_and_checked():
     config = AudioFeatureConfig(stats=("mean", "p90"))
     names = feature_names(config)
@@ -148,6 +161,19 @@ def test_mp3_decodes_natively(tmp_path):
     assert extract_audio_features(y, CONFIG)["spectral_centroid_mean"] == pytest.approx(440, rel=0.1)
 
 
+def test_mp3_window_equals_the_same_slice_of_a_full_decode(tmp_path):
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile has no MP3 support")
+    t = np.arange(5 * SR) / SR
+    y = (0.3 * np.sin(2 * np.pi * 440 * t) * np.sin(2 * np.pi * 0.7 * t)).astype(np.float32)  # not periodic
+    sf.write(tmp_path / "clip.mp3", y, SR, format="MP3", subtype="MPEG_LAYER_III")
+    full = load_audio(tmp_path / "clip.mp3", SR)
+    for offset in (0.3, 1.7, 2.5, 3.6):  # a plain seek lands wrong and decodes garbage for ~0.2 s
+        window = load_audio(tmp_path / "clip.mp3", SR, offset_s=offset, duration_s=1.0)
+        start = round(offset * SR)
+        np.testing.assert_allclose(window, full[start : start + SR], atol=1e-5)
+
+
 def test_load_audio_names_the_bad_file(tmp_path):
     path = tmp_path / "broken.wav"
     path.write_bytes(b"RIFF not really a wav")
@@ -205,4 +231,16 @@ def test_fast_zero_crossing_rate_matches_librosa():
     y = np.concatenate([sine(100, 1.0), np.zeros(3000, np.float32), rng.normal(size=5001).astype(np.float32)])
     np.testing.assert_allclose(
         zero_crossing_rate(y, 2048, 512), librosa.feature.zero_crossing_rate(y, frame_length=2048, hop_length=512)
+    )
+
+
+def test_fast_rms_matches_librosa_on_the_waveform():
+    import librosa
+
+    from pipeline.features.audio import frame_rms
+
+    rng = np.random.default_rng(2)
+    y = np.concatenate([sine(100, 1.0, amp=0.8), np.zeros(3000, np.float32), rng.normal(size=5001).astype(np.float32)])
+    np.testing.assert_allclose(
+        frame_rms(y, 2048, 512), librosa.feature.rms(y=y, frame_length=2048, hop_length=512), rtol=1e-5, atol=1e-7
     )

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,34 @@ def test_corrupt_cache_entry_is_a_miss(tmp_path):
     next((tmp_path / "cache").rglob("*.npz")).write_bytes(b"truncated")
     assert cache.load(key) is None
     assert not list((tmp_path / "cache").rglob("*.tmp"))
+
+
+def test_interrupted_cache_write_leaves_no_entry(tmp_path, monkeypatch):
+    source = tmp_path / "clip.txt"
+    source.write_text("1\n")
+    cache = ClipCache(tmp_path / "cache", "v1")
+    key = cache.key(str(source))
+
+    def dies_midway(fh, **arrays):
+        fh.write(b"PK\x03\x04 half an entry")
+        raise KeyboardInterrupt  # as if the run were killed while writing
+
+    monkeypatch.setattr(np, "savez", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        cache.save(key, {"x": np.ones(3)})
+    monkeypatch.undo()
+    assert cache.load(key) is None
+    assert not list((tmp_path / "cache").rglob("*"))[1:]  # only the shard folder, no temp or partial file
+
+
+def test_a_file_changed_during_extraction_is_not_cached(tmp_path):
+    source = tmp_path / "clip.txt"
+    source.write_text("1\n")
+    cache = ClipCache(tmp_path / "cache", "v1")
+
+    def rewrite_while_working(path: str) -> dict:
+        Path(path).write_text("2\n")
+        return {"x": np.ones(1)}
+
+    list(iter_clips(rewrite_while_working, [ClipTask("c", (str(source),), str(source))], n_jobs=1, cache=cache))
+    assert not list((tmp_path / "cache").rglob("*.npz"))

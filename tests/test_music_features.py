@@ -46,3 +46,9 @@ def test_record_has_every_named_column_finite():
 def test_too_short_clip_is_a_clip_error():
     with pytest.raises(ClipError, match="too short for music descriptors"):
         extract_music_features(np.zeros(1000, dtype=np.float32), CONFIG)
+
+
+@pytest.mark.parametrize("gain", [0.0, 10 ** (-80 / 20)])
+def test_silence_is_a_clip_error_not_a_row_of_nonsense(gain):
+    with pytest.raises(ClipError, match="silent"):
+        extract_music_features(triad(261.63, 4, gain=gain), CONFIG)

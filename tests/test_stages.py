@@ -95,6 +95,17 @@ def test_cache_recomputes_only_new_clips(project, capsys):
     assert full["clip_id"].tolist() == manifest["clip_id"].tolist()
 
 
+def test_cached_rows_equal_fresh_rows_and_params_invalidate(project, capsys):
+    cached_run = read_store(AUDIO_STORE)  # the fixture's second copy: built fresh, now rebuilt from cache
+    audio_features.run(load_params())
+    assert "0 computed, 40 from cache" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(read_store(AUDIO_STORE), cached_run)
+    write_params(project, {"audio": {"n_mfcc": 13}})
+    audio_features.run(load_params())
+    assert "40 computed, 0 from cache" in capsys.readouterr().out
+    assert "mfcc_12_mean" in read_store(AUDIO_STORE).columns and "mfcc_13_mean" not in read_store(AUDIO_STORE).columns
+
+
 def test_text_store_holds_unit_vectors(project):
     ids, vectors, present = read_matrix(TEXT_STORE)
     assert len(ids) == 40 and vectors.shape == (40, 384) and present.all()

@@ -63,6 +63,10 @@ class AudioFeatureConfig:
         unknown = sorted(set(self.stats) - set(ALL_STATS))
         if unknown or not self.stats:
             raise ValueError(f"audio.stats: unknown or empty {unknown}; choose from {list(ALL_STATS)}")
+        if self.offset_s < 0:
+            raise ValueError(f"audio.offset_s must be >= 0, got {self.offset_s}")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise ValueError(f"audio.duration_s must be > 0 or null (to the end), got {self.duration_s}")
 
 
 def series_layout(config: AudioFeatureConfig) -> list[tuple[str, int]]:
@@ -109,7 +113,7 @@ def summarize_series(values: np.ndarray, stats: tuple[str, ...]) -> np.ndarray:
     centered = x - mean[:, None]
     squared = centered * centered
     m2 = squared.mean(axis=1)
-    flat = m2 <= 1e-12 * (1.0 + mean**2)
+    flat = m2 <= (np.finfo(np.float64).resolution * mean) ** 2  # scipy's test for a constant row
     safe_m2 = np.where(flat, 1.0, m2)
     ordered = np.sort(x, axis=1)
 
@@ -161,6 +165,15 @@ def zero_crossing_rate(y: np.ndarray, frame_length: int, hop_length: int) -> np.
     starts = np.arange(1 + (len(padded) - frame_length) // hop_length) * hop_length
     counts = crossings[starts + frame_length - 1] - crossings[starts]
     return (counts / frame_length)[np.newaxis, :]
+
+
+def frame_rms(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
+    """``librosa.feature.rms(y=...)`` (centred frames, zero padding) from one cumulative sum. Shape (1, n_frames)."""
+    padded = np.pad(y.astype(np.float64), frame_length // 2, mode="constant")
+    energy = np.concatenate([[0.0], np.cumsum(padded**2)])
+    starts = np.arange(1 + (len(padded) - frame_length) // hop_length) * hop_length
+    mean_square = (energy[starts + frame_length] - energy[starts]) / frame_length
+    return np.sqrt(np.maximum(mean_square, 0.0))[np.newaxis, :]
 
 
 def spectral_shape(magnitude: np.ndarray, sr: int, n_fft: int, roll_percent: float = 0.85) -> dict[str, np.ndarray]:
@@ -235,7 +248,7 @@ def extract_clip(y: np.ndarray, config: AudioFeatureConfig) -> dict[str, np.ndar
         "spectral_contrast": librosa.feature.spectral_contrast(S=magnitude, sr=sr),
         "onset_strength": onset[np.newaxis, :],
         "zcr": zero_crossing_rate(y, n_fft, hop),
-        "rms": librosa.feature.rms(S=magnitude, frame_length=n_fft, hop_length=hop),
+        "rms": frame_rms(y, n_fft, hop),
         "chroma": chroma,
         "tonnetz": librosa.feature.tonnetz(chroma=chroma),
     }

@@ -20,6 +20,7 @@ import numpy as np
 
 from pipeline.features.audio import ClipError
 
+SILENCE_LUFS = -70.0  # EBU R128's absolute gate: nothing quieter counts as programme material
 KEYS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 _ENHARMONIC = {"Db": "C#", "D#": "Eb", "Gb": "F#", "G#": "Ab", "A#": "Bb"}
 
@@ -73,14 +74,16 @@ def extract_music_features(y: np.ndarray, config: MusicFeatureConfig) -> dict[st
     if len(y) < config.min_duration_s * sr:
         raise ClipError(f"clip too short for music descriptors: {len(y) / sr:.3f} s < {config.min_duration_s} s")
 
+    stereo = np.ascontiguousarray(np.stack([y, y], axis=1))
+    _, _, integrated, loudness_range = es.LoudnessEBUR128(sampleRate=sr)(stereo)
+    if integrated <= SILENCE_LUFS:  # key, tempo and danceability of silence are meaningless numbers
+        raise ClipError(f"clip is silent for music descriptors (integrated loudness {integrated:.1f} LUFS)")
     key, scale, strength = es.KeyExtractor(sampleRate=sr)(y)
     key = _ENHARMONIC.get(key, key)
     bpm, _, _, _, _ = es.RhythmExtractor2013(method=config.rhythm_method)(y)
     beat_confidence = es.LoopBpmConfidence(sampleRate=sr)(y, bpm) if bpm > 0 else 0.0
     danceability, _ = es.Danceability(sampleRate=sr)(y)
     dynamic_complexity, _ = es.DynamicComplexity(sampleRate=sr)(y)
-    stereo = np.ascontiguousarray(np.stack([y, y], axis=1))
-    _, _, integrated, loudness_range = es.LoudnessEBUR128(sampleRate=sr)(stereo)
 
     window = es.Windowing(type="blackmanharris62", size=config.frame_size)
     spectrum = es.Spectrum(size=config.frame_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,8 @@ def run(params: Params) -> None:
     """Extract every clip (cached), stream both stores, record failures, enforce the error budget."""
     config = params.audio.feature_config()
     manifest, tasks = manifest_tasks((config,))
-    cache = make_cache(params, "audio", dataclasses.asdict(config), [audio_features, audio_io], LIBRARIES)
+    stage_module = sys.modules[__name__]
+    cache = make_cache(params, "audio", dataclasses.asdict(config), [audio_features, audio_io, stage_module], LIBRARIES)
     names = feature_names(config)
     meta = store_metadata("audio", dataclasses.asdict(config), LIBRARIES, MANIFEST)
     failures: list[ClipFailure] = []

@@ -36,11 +36,16 @@ def manifest_tasks(args_tail: tuple) -> tuple[pd.DataFrame, list[ClipTask]]:
 def make_cache(
     params: Params, namespace: str, settings: dict, modules: Sequence[ModuleType], libraries: Sequence[str]
 ) -> ClipCache | None:
-    """The stage's cache, keyed by its settings, the source of the modules that compute it and library versions."""
+    """The stage's cache, keyed by its settings, the source of the modules that compute it and library versions.
+
+    Pass every module whose code shapes a cached value (feature functions, decoding,
+    the stage's job function); numpy, numba and mmer's version are always included.
+    """
     if not params.cache.enabled:
         return None
     sources = [Path(inspect.getfile(m)).read_text() for m in modules]
-    key = fingerprint(namespace, settings, sources, library_versions(libraries))
+    versions = library_versions(["mmer", "numpy", "numba", *libraries])
+    key = fingerprint(namespace, settings, sources, versions)
     return ClipCache(Path(params.cache.dir).resolve() / namespace, key)  # absolute: workers keep their own cwd
 
 

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import numpy as np
 import pandas as pd
 
 from pipeline import audio_io
-from pipeline.executor import check_error_budget, map_clips
+from pipeline.executor import ClipFailure, check_error_budget, iter_clips
 from pipeline.features import music
 from pipeline.features.music import MusicFeatureConfig, extract_music_features, music_feature_names
 from pipeline.params import Params
 from pipeline.stages import ESSENTIA_ERRORS, ESSENTIA_STORE, MANIFEST
-from pipeline.stages.clips import make_cache, manifest_tasks, write_errors
-from pipeline.store import music_schema, store_metadata, write_store
+from pipeline.stages.clips import ROWS_PER_BATCH, make_cache, manifest_tasks, write_errors
+from pipeline.store import StoreWriter, music_schema, store_metadata
 
 LIBRARIES = ("essentia", "soundfile", "soxr")
 
@@ -31,7 +32,7 @@ def extract_file(path: str, config: MusicFeatureConfig, offset_s: float, duratio
 
 
 def run(params: Params) -> None:
-    """Describe every clip with essentia, or write empty stores when ``essentia.enabled`` is false."""
+    """Describe every clip with essentia (cached, streamed), or write empty stores when disabled."""
     config = params.essentia.feature_config()
     names = music_feature_names()
     window = (params.audio.offset_s, params.audio.duration_s)  # the same analysis window as audio_features
@@ -40,27 +41,32 @@ def run(params: Params) -> None:
     manifest, tasks = manifest_tasks((config, *window))
     if not config.enabled:
         tasks = []
-    cache = make_cache(params, "essentia", settings, [music, audio_io], LIBRARIES)
-    results, failures = map_clips(
-        extract_file, tasks, params.executor.n_jobs, stage="essentia", desc="essentia", cache=cache
-    )
-    write_errors(failures, manifest, ESSENTIA_ERRORS, {**meta, "store": "essentia_errors"})
-    check_error_budget(len(failures), len(tasks), params.essentia.max_error_fraction, failures, "essentia_features")
-    ids = list(results)
-    values = np.stack([results[c]["values"] for c in ids]) if ids else np.zeros((0, len(names)), np.float32)
-    df = pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "clip_id": ids,
-                    "key": [str(results[c]["key"]) for c in ids],
-                    "scale": [str(results[c]["scale"]) for c in ids],
-                }
-            ),
-            pd.DataFrame(values, columns=names),
-        ],
-        axis=1,
-    )
-    write_store(df, ESSENTIA_STORE, music_schema(names), meta)
+    cache = make_cache(params, "essentia", settings, [music, audio_io, sys.modules[__name__]], LIBRARIES)
+    failures: list[ClipFailure] = []
+    with StoreWriter(ESSENTIA_STORE, music_schema(names), meta) as out:
+        batch: list[tuple[str, dict]] = []
+
+        def flush() -> None:
+            ids = [cid for cid, _ in batch]
+            values = np.stack([r["values"] for _, r in batch]) if batch else np.zeros((0, len(names)), np.float32)
+            head = pd.DataFrame(
+                {"clip_id": ids, "key": [str(r["key"]) for _, r in batch], "scale": [str(r["scale"]) for _, r in batch]}
+            )
+            out.write(pd.concat([head, pd.DataFrame(values, columns=names)], axis=1))
+            batch.clear()
+
+        for clip_id, outcome, _ in iter_clips(
+            extract_file, tasks, params.executor.n_jobs, stage="essentia", desc="essentia", cache=cache
+        ):
+            if isinstance(outcome, ClipFailure):
+                failures.append(outcome)
+                continue
+            batch.append((clip_id, outcome))
+            if len(batch) >= ROWS_PER_BATCH:
+                flush()
+        if batch or not out.rows:
+            flush()  # an empty store still gets its (empty) row group and schema
+        write_errors(failures, manifest, ESSENTIA_ERRORS, {**meta, "store": "essentia_errors"})
+        check_error_budget(len(failures), len(tasks), params.essentia.max_error_fraction, failures, "essentia_features")
     state = "" if config.enabled else " (essentia.enabled is false: empty store)"
-    print(f"essentia_features: {len(df)} clips x {len(names)} descriptors, {len(failures)} failed{state}")
+    print(f"essentia_features: {out.rows} clips x {len(names)} descriptors, {len(failures)} failed{state}")
