@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/audio_extract.py --json bench/results/audio_extract.json
+	$(BIN)/python bench/text_embed.py --json bench/results/text_embed.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests bench && $(BIN)/ruff format --check pipeline tests bench

@@ -45,7 +45,22 @@ def leaderboard(metrics: dict[str, dict[str, dict]]) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def leaderboard_markdown(table: pd.DataFrame) -> str:
+def data_summary(models_dir: str | Path) -> str:
+    """One sentence on the clips every variant was scored on (all variants share them)."""
+    runs = [json.loads(p.read_text()) for p in sorted(Path(models_dir).glob("*/metrics.json"))]
+    run = runs[0]
+    parts = [
+        f"{run['n_clips']} clips, {len(run['classes'])} classes, {run['n_folds']} folds"
+        + (" grouped" if run.get("grouped") else "")
+    ]
+    if run.get("n_without_text"):
+        parts.append(f"{run['n_without_text']} clips without text (text modality treated as missing)")
+    if run.get("n_excluded"):
+        parts.append(f"{run['n_excluded']} clips excluded (failed feature extraction; see features/*_errors.parquet)")
+    return "; ".join(parts) + "."
+
+
+def leaderboard_markdown(table: pd.DataFrame, summary: str = "") -> str:
     """The leaderboard as a Markdown table, values as ``mean ± std``."""
     header = ["rank", "model", "fusion"] + [METRIC_TITLES[m] for m in METRICS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -55,7 +70,9 @@ def leaderboard_markdown(table: pd.DataFrame) -> str:
         cells += [f"{d[f'{m}_mean']:.3f} ± {d[f'{m}_std']:.3f}" for m in METRICS]
         lines.append("| " + " | ".join(cells) + " |")
     return (
-        "# Leaderboard\n\nOut-of-fold metrics, mean ± std over cross-validation folds, sorted by macro-F1.\n\n"
+        "# Leaderboard\n\nOut-of-fold metrics, mean ± std over cross-validation folds, sorted by macro-F1."
+        + (f"\n{summary}" if summary else "")
+        + "\n\n"
         + "\n".join(lines)
         + "\n"
     )

@@ -132,6 +132,8 @@ def test_clips_without_text_train_with_a_missing_modality(project, capsys):
         train.run(load_params(), model, "mean")
         metrics = json.loads((project / "models" / f"{model}-mean" / "metrics.json").read_text())
         assert metrics["n_clips"] == 40 and metrics["n_without_text"] == 3
+    report.run()
+    assert "3 clips without text" in (project / "reports" / "leaderboard.md").read_text()
 
 
 def test_tfidf_text_representation(project):

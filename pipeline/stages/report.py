@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.reporting import collect_metrics, leaderboard, leaderboard_markdown
+from pipeline.reporting import collect_metrics, data_summary, leaderboard, leaderboard_markdown
 from pipeline.stages import MODELS, REPORTS
 from pipeline.store import atomic_path, write_json, write_text
 
@@ -12,7 +12,8 @@ def run() -> None:
     metrics = collect_metrics(MODELS)
     table = leaderboard(metrics)
     write_json(metrics, REPORTS / "metrics.json")
-    write_text(leaderboard_markdown(table), REPORTS / "leaderboard.md")
+    summary = data_summary(MODELS)
+    write_text(leaderboard_markdown(table, summary), REPORTS / "leaderboard.md")
     with atomic_path(REPORTS / "leaderboard.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
-    print(leaderboard_markdown(table.head(10)))
+    print(leaderboard_markdown(table.head(10), summary))
