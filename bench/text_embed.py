@@ -46,7 +46,9 @@ def make_lyric(rng: np.random.Generator, n_words: int) -> str:
     """Verses of fresh lines and a chorus that comes back, LRC-style markup here and there."""
 
     def line() -> str:
-        return f"{rng.choice(demo.OPENERS)} {' '.join(rng.choice(WORDS, 3))} {rng.choice(demo.ENDINGS)}"
+        words = " ".join(rng.choice(WORDS, 3))
+        mark = rng.choice([",", "!", "?", "...", "", ""])
+        return f"{rng.choice(demo.OPENERS)}, {words}{mark} {rng.choice(demo.ENDINGS)}, oh-oh (yeah)"
 
     chorus = [line() for _ in range(4)]
     parts, count, verse = [], 0, 1
@@ -60,9 +62,12 @@ def make_lyric(rng: np.random.Generator, n_words: int) -> str:
 
 
 def reference_embedding(embedder: ChunkEmbedder, text: str, overlap: int) -> np.ndarray:
+    """The same definition through sentence-transformers' own path: each window decoded back to
+    text and passed to ``encode`` alone (fp32, one text at a time), then pooled."""
     ids = embedder.tokenize([text])[0]
     windows = chunk_token_ids(ids, embedder.window, overlap)
-    vectors = np.stack([embedder.embed_windows([w], batch_size=1)[0] for w in windows])
+    pieces = [embedder.tokenizer.decode(w) for w in windows]
+    vectors = np.stack([embedder.encoder.encode([p], normalize_embeddings=True)[0] for p in pieces])
     return pool_chunks(vectors, np.array([len(w) for w in windows]))
 
 

@@ -47,7 +47,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         from pipeline.stages import report
 
-        report.run()
+        report.run(args.params)
         return 0
 
     from pipeline.params import load_params

@@ -79,11 +79,12 @@ def cross_validate(
     y: np.ndarray,
     folds: list[tuple[np.ndarray, np.ndarray]],
     n_classes: int,
+    fitted: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, float]]]:
     """Fit a fresh learner per fold on its training rows only.
 
     Returns out-of-fold probabilities (n, n_classes), the fold of each row, and the
-    metrics of each fold.
+    metrics of each fold. Each fold's fitted learner is appended to ``fitted`` if given.
     """
     oof = np.full((len(y), n_classes), np.nan)
     fold_of = np.full(len(y), -1, dtype=np.int32)
@@ -96,4 +97,54 @@ def cross_validate(
         oof[test_idx] = proba
         fold_of[test_idx] = k
         per_fold.append(classification_metrics(y[test_idx], proba))
+        if fitted is not None:
+            fitted.append(learner)
     return oof, fold_of, per_fold
+
+
+def macro_f1_from_labels(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Macro-F1 of many resamples at once: rows of (n_resamples, n) label arrays -> (n_resamples,).
+
+    Classes absent from both truth and prediction of a resample are left out of its mean,
+    as scikit-learn does.
+    """
+    y_true, y_pred = np.atleast_2d(y_true), np.atleast_2d(y_pred)
+    scores = np.empty(len(y_true))
+    for r, (t, p) in enumerate(zip(y_true, y_pred)):
+        counts = np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+        tp = np.diag(counts).astype(float)
+        support, predicted = counts.sum(axis=1), counts.sum(axis=0)
+        denominator = support + predicted
+        present = denominator > 0
+        scores[r] = np.mean(2 * tp[present] / denominator[present])
+    return scores
+
+
+def bootstrap_f1_ci(y_true: np.ndarray, proba: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float]:
+    """95% percentile-bootstrap interval of macro-F1 over the pooled out-of-fold predictions."""
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(y_true), size=(n_boot, len(y_true)))
+    y_pred = proba.argmax(axis=1)
+    scores = macro_f1_from_labels(y_true[index], y_pred[index], proba.shape[1])
+    low, high = np.percentile(scores, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
+def paired_bootstrap_pvalue(
+    y_true: np.ndarray, proba_a: np.ndarray, proba_b: np.ndarray, n_boot: int = 1000, seed: int = 0
+) -> float:
+    """Two-sided p-value that variants a and b have equal macro-F1, resampling the same clips for both.
+
+    Identical predictions give 1.0. With B resamples the smallest possible value is 2/(B+1).
+    """
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(y_true), size=(n_boot, len(y_true)))
+    n_classes = proba_a.shape[1]
+    pred_a, pred_b = proba_a.argmax(axis=1), proba_b.argmax(axis=1)
+    diff = macro_f1_from_labels(y_true[index], pred_a[index], n_classes) - macro_f1_from_labels(
+        y_true[index], pred_b[index], n_classes
+    )
+    if np.all(diff == 0):
+        return 1.0
+    tail = min(np.sum(diff <= 0), np.sum(diff >= 0))
+    return float(min(1.0, 2 * (tail + 1) / (n_boot + 1)))

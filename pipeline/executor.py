@@ -136,7 +136,7 @@ def _run_task(fn: Callable, task: ClipTask, stage: str, cache: ClipCache | None)
         if key is not None and _file_state(task.source) == state:  # never cache a file that changed meanwhile
             cache.save(key, value)
         return task.clip_id, value, False
-    except Exception as exc:
+    except Exception as exc:  # one bad clip must not end the run
         failure = ClipFailure(task.clip_id, getattr(exc, "stage", stage), type(exc).__name__, str(exc))
         return task.clip_id, failure, False
 

@@ -1,13 +1,22 @@
-"""Collect per-variant metrics into reports/metrics.json and a leaderboard."""
+"""Collect per-variant results into reports/: metrics.json, a leaderboard, uncertainty.
+
+Every variant was scored on the same clips and folds (see the train stage), so
+variants can be compared clip by clip: each gets a 95% bootstrap interval of its
+pooled out-of-fold macro-F1, and each fused variant a paired-bootstrap p-value
+against the best unimodal variant of the same learner.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from pipeline.evaluation import METRICS
+from pipeline.evaluation import METRICS, bootstrap_f1_ci, classification_metrics, paired_bootstrap_pvalue
+from pipeline.fusion import MODALITIES
+from pipeline.store import read_store
 
 METRIC_TITLES = {
     "f1_macro": "macro-F1",
@@ -17,21 +26,65 @@ METRIC_TITLES = {
     "precision_macro": "precision",
     "recall_macro": "recall",
 }
+N_BOOT = 1000
 
 
-def collect_metrics(models_dir: str | Path) -> dict[str, dict[str, dict]]:
-    """``{model: {fusion: {metric: {mean, std}}}}`` from every models/*/metrics.json."""
-    found: dict[str, dict[str, dict]] = {}
+def load_runs(models_dir: str | Path) -> dict[tuple[str, str], dict]:
+    """``{(model, fusion): {"metrics": metrics.json, "oof": DataFrame, "importance": dict|None}}``."""
+    runs = {}
     for path in sorted(Path(models_dir).glob("*/metrics.json")):
-        run = json.loads(path.read_text())
-        found.setdefault(run["model"], {})[run["fusion"]] = run["summary"]
-    if not found:
+        metrics = json.loads(path.read_text())
+        importance = path.parent / "importance.json"
+        runs[(metrics["model"], metrics["fusion"])] = {
+            "metrics": metrics,
+            "oof": read_store(path.parent / "oof.parquet"),
+            "importance": json.loads(importance.read_text()) if importance.exists() else None,
+        }
+    if not runs:
         raise FileNotFoundError(f"{models_dir}: no */metrics.json found; run the train stages first (`dvc repro`)")
-    return found
+    return runs
 
 
-def leaderboard(metrics: dict[str, dict[str, dict]]) -> pd.DataFrame:
-    """One row per model x fusion with mean and std of each metric, best macro-F1 first."""
+def oof_arrays(oof: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(class indices of the true labels, (n, n_classes) probabilities), rows sorted by clip_id."""
+    oof = oof.sort_values("clip_id")
+    y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    return y, oof[[f"proba_{c}" for c in classes]].to_numpy()
+
+
+def collect_metrics(runs: dict[tuple[str, str], dict], seed: int = 0) -> dict[str, dict[str, dict]]:
+    """``{model: {fusion: {metric: {mean, std}, f1_macro_ci95: [lo, hi], p_value_vs_best_unimodal: p}}}``.
+
+    The p-value (paired bootstrap on the same clips) is given for fused variants and is
+    ``None`` for unimodal ones.
+    """
+    metrics: dict[str, dict[str, dict]] = {}
+    for (model, fusion), run in sorted(runs.items()):
+        y, proba = oof_arrays(run["oof"], run["metrics"]["classes"])
+        entry = dict(run["metrics"]["summary"])
+        entry["f1_macro_ci95"] = bootstrap_f1_ci(y, proba, N_BOOT, seed)
+        entry["p_value_vs_best_unimodal"] = None
+        unimodal = [(f, r) for (m, f), r in runs.items() if m == model and f in MODALITIES]
+        if fusion not in MODALITIES and unimodal:
+            _, best = max(unimodal, key=lambda fr: fr[1]["metrics"]["summary"]["f1_macro"]["mean"])
+            _, proba_best = oof_arrays(best["oof"], best["metrics"]["classes"])
+            entry["p_value_vs_best_unimodal"] = paired_bootstrap_pvalue(y, proba, proba_best, N_BOOT, seed)
+        metrics.setdefault(model, {})[fusion] = entry
+    return metrics
+
+
+def chance_metrics(runs: dict[tuple[str, str], dict]) -> dict[str, float]:
+    """Metrics of always predicting the most frequent class (probabilities = class shares)."""
+    run = next(iter(runs.values()))
+    y, _ = oof_arrays(run["oof"], run["metrics"]["classes"])
+    prior = np.bincount(y, minlength=len(run["metrics"]["classes"])) / len(y)
+    return classification_metrics(y, np.tile(prior, (len(y), 1)))
+
+
+def leaderboard(
+    metrics: dict[str, dict[str, dict]], train_seconds: dict[tuple[str, str], float] | None = None
+) -> pd.DataFrame:
+    """One row per model x fusion: mean and std of each metric, CI, p-value, train time; best macro-F1 first."""
     rows = []
     for model, fusions in metrics.items():
         for fusion, summary in fusions.items():
@@ -39,16 +92,18 @@ def leaderboard(metrics: dict[str, dict[str, dict]]) -> pd.DataFrame:
             for metric in METRICS:
                 row[f"{metric}_mean"] = summary[metric]["mean"]
                 row[f"{metric}_std"] = summary[metric]["std"]
+            row["f1_macro_ci95"] = summary.get("f1_macro_ci95")
+            row["p_value_vs_best_unimodal"] = summary.get("p_value_vs_best_unimodal")
+            row["train_seconds"] = (train_seconds or {}).get((model, fusion))
             rows.append(row)
     table = pd.DataFrame(rows).sort_values(["f1_macro_mean", "model", "fusion"], ascending=[False, True, True])
     table.insert(0, "rank", range(1, len(table) + 1))
     return table.reset_index(drop=True)
 
 
-def data_summary(models_dir: str | Path) -> str:
+def data_summary(runs: dict[tuple[str, str], dict]) -> str:
     """One sentence on the clips every variant was scored on (all variants share them)."""
-    runs = [json.loads(p.read_text()) for p in sorted(Path(models_dir).glob("*/metrics.json"))]
-    run = runs[0]
+    run = next(iter(runs.values()))["metrics"]
     parts = [
         f"{run['n_clips']} clips, {len(run['classes'])} classes, {run['n_folds']} folds"
         + (" grouped" if run.get("grouped") else "")
@@ -60,17 +115,34 @@ def data_summary(models_dir: str | Path) -> str:
     return "; ".join(parts) + "."
 
 
-def leaderboard_markdown(table: pd.DataFrame, summary: str = "") -> str:
-    """The leaderboard as a Markdown table, values as ``mean ± std``."""
-    header = ["rank", "model", "fusion"] + [METRIC_TITLES[m] for m in METRICS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in table.itertuples(index=False):
-        d = row._asdict()
-        cells = [str(d["rank"]), d["model"], d["fusion"]]
-        cells += [f"{d[f'{m}_mean']:.3f} ± {d[f'{m}_std']:.3f}" for m in METRICS]
-        lines.append("| " + " | ".join(cells) + " |")
+def display_rows(table: pd.DataFrame, chance: dict[str, float] | None = None) -> pd.DataFrame:
+    """The leaderboard formatted for people: ``mean ± std`` cells, CI, p-value, seconds; chance row last."""
+    out = pd.DataFrame({"rank": table["rank"].astype(str), "model": table["model"], "fusion": table["fusion"]})
+    for metric in METRICS:
+        out[METRIC_TITLES[metric]] = [
+            f"{m:.3f} ± {s:.3f}" for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_std"])
+        ]
+        if metric == "f1_macro":
+            out["F1 95% CI"] = [f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "" for ci in table["f1_macro_ci95"]]
+    out["p vs best unimodal"] = [
+        "" if p is None or pd.isna(p) else f"{p:.3f}" for p in table["p_value_vs_best_unimodal"]
+    ]
+    out["train s"] = ["" if t is None or pd.isna(t) else f"{t:.1f}" for t in table["train_seconds"]]
+    if chance is not None:
+        row = {"rank": "–", "model": "chance", "fusion": "majority class"}
+        row.update({METRIC_TITLES[m]: f"{chance[m]:.3f}" for m in METRICS})
+        out = pd.concat([out, pd.DataFrame([row])], ignore_index=True).fillna("")
+    return out
+
+
+def leaderboard_markdown(rows: pd.DataFrame, summary: str = "") -> str:
+    """The formatted leaderboard as a Markdown document."""
+    lines = ["| " + " | ".join(rows.columns) + " |", "|" + "---|" * len(rows.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows.itertuples(index=False)]
     return (
-        "# Leaderboard\n\nOut-of-fold metrics, mean ± std over cross-validation folds, sorted by macro-F1."
+        "# Leaderboard\n\nOut-of-fold metrics, mean ± std over cross-validation folds, sorted by macro-F1; "
+        "95% bootstrap CI of the pooled macro-F1; paired-bootstrap p-value of each fused variant against the "
+        "best unimodal variant of the same learner."
         + (f"\n{summary}" if summary else "")
         + "\n\n"
         + "\n".join(lines)

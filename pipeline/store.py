@@ -25,6 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 METADATA_KEY = b"mmer"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 ROW_GROUP_SIZE = 10_000
 
 # --- the schemas, defined once ---------------------------------------------------
@@ -113,6 +115,7 @@ def atomic_path(path: str | Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.slow
 
 
 def run(cmd, cwd, env):
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
 
 
 def test_dvc_repro_end_to_end(tmp_path):
@@ -51,10 +53,18 @@ def test_dvc_repro_end_to_end(tmp_path):
                 "balanced_accuracy",
                 "precision_macro",
                 "recall_macro",
+                "f1_macro_ci95",
+                "p_value_vs_best_unimodal",
             }
             assert summary["f1_macro"]["std"] > 0  # real per-fold spread, not a constant
-    assert (tmp_path / "reports" / "leaderboard.md").read_text().count("\n| ") == 16  # header + 15 rows
+    assert (tmp_path / "reports" / "leaderboard.md").read_text().count("\n| ") == 17  # header, 15 rows, chance
     assert (tmp_path / "dvc.lock").exists()
+
+    assert (tmp_path / "reports" / "index.html").read_text().count("<svg") >= 7
+    shown = run([str(bin_dir / "dvc"), "metrics", "show"], tmp_path, env)
+    assert "reports/metrics.json" in shown and "f1_macro" in shown
+    run([str(bin_dir / "dvc"), "plots", "show", "--out", str(tmp_path / "dvc_plots")], tmp_path, env)
+    assert (tmp_path / "dvc_plots" / "index.html").exists()
 
     again = run([str(bin_dir / "dvc"), "repro"], tmp_path, env)
     assert "Running stage" not in again

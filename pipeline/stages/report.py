@@ -1,19 +1,230 @@
-"""Stage ``report``: models/*/metrics.json -> reports/{metrics.json, leaderboard.md, leaderboard.csv}."""
+"""Stage ``report``: models/* -> reports/{metrics.json, leaderboard.md/.csv, index.html, plots/}."""
 
 from __future__ import annotations
 
-from pipeline.reporting import collect_metrics, data_summary, leaderboard, leaderboard_markdown
-from pipeline.stages import MODELS, REPORTS
-from pipeline.store import atomic_path, write_json, write_text
+import html
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import soundfile as sf
+
+from pipeline import report_html as rh
+from pipeline.fusion import MODALITIES
+from pipeline.inspect_store import column_group
+from pipeline.reporting import (
+    chance_metrics,
+    collect_metrics,
+    data_summary,
+    display_rows,
+    leaderboard,
+    leaderboard_markdown,
+    load_runs,
+)
+from pipeline.stages import (
+    AUDIO_ERRORS,
+    AUDIO_STORE,
+    ESSENTIA_ERRORS,
+    ESSENTIA_STORE,
+    MANIFEST,
+    MELSPEC_STORE,
+    MODELS,
+    REPORTS,
+    TEXT_STORE,
+)
+from pipeline.store import atomic_path, library_versions, read_metadata, read_store, write_json, write_text
+
+VERSIONED = (
+    "mmer",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "librosa",
+    "essentia",
+    "scikit-learn",
+    "lightgbm",
+    "torch",
+    "sentence-transformers",
+    "transformers",
+    "dvc",
+)
 
 
-def run() -> None:
-    """Aggregate every trained variant and print the top of the leaderboard."""
-    metrics = collect_metrics(MODELS)
-    table = leaderboard(metrics)
+def run(params_path: str | Path = "params.yaml") -> None:
+    """Aggregate every trained variant, write the reports and print the top of the leaderboard."""
+    runs = load_runs(MODELS)
+    metrics = collect_metrics(runs)
+    seconds = {key: r["metrics"].get("runtime", {}).get("train_seconds") for key, r in runs.items()}
+    table = leaderboard(metrics, seconds)
+    chance = chance_metrics(runs)
+    rows = display_rows(table, chance)
+    summary = data_summary(runs)
     write_json(metrics, REPORTS / "metrics.json")
-    summary = data_summary(MODELS)
-    write_text(leaderboard_markdown(table, summary), REPORTS / "leaderboard.md")
+    write_text(leaderboard_markdown(rows, summary), REPORTS / "leaderboard.md")
     with atomic_path(REPORTS / "leaderboard.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
-    print(leaderboard_markdown(table.head(10), summary))
+    best = runs[(table["model"][0], table["fusion"][0])]
+    write_dvc_plots(best["oof"], best["metrics"]["classes"], REPORTS / "plots")
+    write_text(render(runs, table, rows, summary, Path(params_path)), REPORTS / "index.html")
+    print_console(rows.head(8), summary)
+
+
+def write_dvc_plots(oof: pd.DataFrame, classes: list[str], folder: Path) -> None:
+    """Inputs of dvc.yaml's plots: actual/predicted pairs and micro-averaged ROC points of the best variant."""
+    from sklearn.metrics import roc_curve
+
+    with atomic_path(folder / "confusion.csv") as tmp:
+        oof[["label", "predicted"]].rename(columns={"label": "actual"}).to_csv(tmp, index=False)
+    truth = pd.concat([oof["label"] == c for c in classes]).to_numpy()
+    scores = pd.concat([oof[f"proba_{c}"] for c in classes]).to_numpy()
+    fpr, tpr, _ = roc_curve(truth, scores)
+    with atomic_path(folder / "roc.csv") as tmp:
+        pd.DataFrame({"fpr": fpr, "tpr": tpr}).to_csv(tmp, index=False, float_format="%.5f")
+
+
+def dataset_section(runs: dict) -> str:
+    """Clips per class and fold, durations, text lengths, clips without text, errors."""
+    manifest = read_store(MANIFEST, columns=["clip_id", "audio_path", "label"])
+    any_run = next(iter(runs.values()))
+    per_class = manifest["label"].value_counts().sort_index().rename("clips").to_frame()
+    per_fold = any_run["oof"].groupby(["fold", "label"]).size().unstack(fill_value=0)
+    durations = []
+    for path in manifest["audio_path"]:
+        try:
+            durations.append(sf.info(path).duration)
+        except Exception:  # an unreadable file is already in the errors table
+            durations.append(float("nan"))
+    durations = pd.Series(durations)
+    text = read_store(TEXT_STORE, columns=["has_text", "n_tokens"])
+    errors = {p.name: len(read_store(p)) for p in (AUDIO_ERRORS, ESSENTIA_ERRORS) if p.exists()}
+    facts = pd.DataFrame(
+        [
+            ("clips in the manifest", len(manifest)),
+            ("clips scored (every variant)", any_run["metrics"]["n_clips"]),
+            (
+                "audio duration, s (min / median / max)",
+                f"{durations.min():.2f} / {durations.median():.2f} / {durations.max():.2f}",
+            ),
+            (
+                "text length, word-pieces (median / max)",
+                f"{text['n_tokens'].median():.0f} / {text['n_tokens'].max():.0f}",
+            ),
+            ("clips without text", int((~text["has_text"]).sum())),
+            *[(f"rows in {name}", n) for name, n in errors.items()],
+        ],
+        columns=["", "value"],
+    )
+    return (
+        rh.table_html(facts)
+        + "<h3>Clips per class</h3>"
+        + rh.table_html(per_class.reset_index())
+        + "<h3>Clips per test fold and class</h3>"
+        + rh.table_html(per_fold.reset_index())
+    )
+
+
+def importance_section(runs: dict) -> str:
+    """LightGBM split gain of the concat variant by feature family and by modality."""
+    run = runs.get(("lgbm", "concat"))
+    if run is None or not run["importance"]:
+        return '<p class="note">No LightGBM concat variant in this run.</p>'
+    gains = pd.Series(run["importance"])
+    share = gains / gains.sum()
+
+    def family(name: str) -> str:
+        if name.startswith("text:"):
+            return "text missing" if name == "text:missing" else "text embedding"
+        return name.split(":")[1] + ":" + column_group(name.split(":")[-1])
+
+    by_family = share.groupby(family).sum().sort_values(ascending=False).head(15)
+    by_modality = share.groupby(lambda n: n.split(":")[0]).sum().sort_values(ascending=False)
+    return (
+        '<div class="figs">'
+        f"<figure>{rh.importance_svg(by_modality, 'by modality (lgbm, concat)')}</figure>"
+        f"<figure>{rh.importance_svg(by_family, 'top feature families (lgbm, concat)')}</figure></div>"
+        f'<p class="note">Audio share of the gain: {by_modality.get("audio", 0):.1%}; '
+        f"text: {by_modality.get('text', 0):.1%}.</p>"
+    )
+
+
+def metadata_section(params_path: Path) -> str:
+    """params.yaml, library versions, git revision and each store's metadata."""
+    try:
+        revision = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout.strip()
+        revision += " (uncommitted changes)" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        revision = "unknown (not a git checkout)"
+    stores = {}
+    for path in (MANIFEST, AUDIO_STORE, MELSPEC_STORE, ESSENTIA_STORE, TEXT_STORE):
+        if path.exists():
+            meta = read_metadata(path)
+            if "feature_names" in meta:
+                meta["feature_names"] = f"{len(meta['feature_names'])} names"
+            stores[str(path)] = meta
+    params_text = params_path.read_text() if params_path.exists() else "(params.yaml not found)"
+    return (
+        f"<p>git revision: <code>{html.escape(revision)}</code></p>"
+        f"<h3>params.yaml</h3><pre>{html.escape(params_text)}</pre>"
+        f"<h3>Library versions</h3>{rh.pre_json(library_versions(VERSIONED))}"
+        f"<h3>Store metadata</h3>{rh.pre_json(stores)}"
+    )
+
+
+def render(runs: dict, table: pd.DataFrame, rows: pd.DataFrame, summary: str, params_path: Path) -> str:
+    """The whole self-contained page."""
+    best_key = (table["model"][0], table["fusion"][0])
+    best = runs[best_key]
+    classes = best["metrics"]["classes"]
+    confusions = [rh.confusion_svg(best["oof"], classes, f"best: {best_key[0]}-{best_key[1]}")]
+    for modality in MODALITIES:
+        counterpart = runs.get((best_key[0], modality))
+        if counterpart is not None and best_key[1] != modality:
+            confusions.append(rh.confusion_svg(counterpart["oof"], classes, f"{best_key[0]}-{modality}"))
+    oofs = {f"{m}-{f}": runs[(m, f)]["oof"] for m, f in zip(table["model"], table["fusion"])}
+    marks = {0: "best", len(rows) - 1: "chance"}
+    sections = [
+        ("1. Data", f"<p>{html.escape(summary)}</p>" + dataset_section(runs)),
+        (
+            "2. Leaderboard",
+            '<p class="note">Click a heading to sort. Best row in green, chance (majority class) '
+            "in orange.</p>" + rh.table_html(rows, marks, sortable=True),
+        ),
+        (
+            "3. Macro-F1 by fusion and learner",
+            f"<figure>{rh.f1_bars(table)}<figcaption>Bars: mean over folds; "
+            "error bars: 95% bootstrap CI of the pooled out-of-fold macro-F1.</figcaption></figure>",
+        ),
+        (
+            "4. Confusion matrices (row-normalised)",
+            '<div class="figs">' + "".join(f"<figure>{c}</figure>" for c in confusions) + "</div>",
+        ),
+        (
+            "5. ROC curves of the best variant",
+            f"<figure>{rh.roc_svg(best['oof'], classes, '-'.join(best_key))}</figure>",
+        ),
+        ("6. Per-class F1", f"<figure>{rh.heatmap_svg(rh.per_class_f1(oofs, classes))}</figure>"),
+        ("7. What the fused LightGBM uses", importance_section(runs)),
+        ("8. Run metadata", metadata_section(params_path)),
+    ]
+    return rh.page("mmer report", sections)
+
+
+def print_console(rows: pd.DataFrame, summary: str) -> None:
+    """The top of the leaderboard as a rich table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="mmer leaderboard (top rows)", caption=summary)
+    for column in ["rank", "model", "fusion", "macro-F1", "F1 95% CI", "AUC-ROC", "p vs best unimodal"]:
+        table.add_column(column)
+    for row in rows.to_dict("records"):
+        table.add_row(
+            *(
+                str(row.get(c, ""))
+                for c in ["rank", "model", "fusion", "macro-F1", "F1 95% CI", "AUC-ROC", "p vs best unimodal"]
+            )
+        )
+    Console(width=140).print(table)

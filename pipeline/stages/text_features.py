@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+import sys
 
 import numpy as np
 import pandas as pd
 
-from pipeline.executor import ClipCache, fingerprint
+from pipeline.features import text as text_module
 from pipeline.features.text import (
     ChunkEmbedder,
     clean_text,
@@ -19,57 +19,60 @@ from pipeline.features.text import (
 )
 from pipeline.params import Params
 from pipeline.stages import MANIFEST, TEXT_STORE
-from pipeline.store import library_versions, read_store, store_metadata, text_schema, write_store
+from pipeline.stages.clips import make_cache
+from pipeline.store import read_store, store_metadata, text_schema, write_store
 
 LIBRARIES = ("sentence-transformers", "transformers", "tokenizers", "torch")
 
 
 def run(params: Params) -> None:
-    """Clean, chunk, embed and pool every clip's text; clips without text get a null embedding."""
+    """Clean, chunk, embed and pool every clip's text; clips without text get a null embedding.
+
+    Identical cleaned texts are embedded once; embeddings are cached by (cleaned text,
+    model, window, overlap, pooling, code).
+    """
     config = params.text.feature_config()
     manifest = read_store(MANIFEST, columns=["clip_id", "text"])
     cleaned = [
         clean_text(t, config.strip_timestamps, config.strip_sections, config.lowercase) for t in manifest["text"]
     ]
-    with_text = [i for i, text in enumerate(cleaned) if text]
     model_id, encoder = load_encoder(config.model, config.device)
     embedder = ChunkEmbedder(encoder)
     dim = encoder.get_embedding_dimension()
+    settings = {
+        "model_id": model_id,
+        "weights": model_fingerprint(config.model, resolve_model(config.model)[1]),
+        "window": embedder.window,
+        "overlap": config.overlap,
+        "pooling": config.pooling,
+    }
+    cache = make_cache(params, "text", settings, [text_module, sys.modules[__name__]], LIBRARIES)
 
-    cache = None
-    if params.cache.enabled:
-        key = fingerprint(
-            "text",
-            model_id,
-            model_fingerprint(config.model, resolve_model(config.model)[1]),
-            embedder.window,
-            config.overlap,
-            config.pooling,
-            library_versions(LIBRARIES),
-        )
-        cache = ClipCache(Path(params.cache.dir).resolve() / "text", key)
-    results: dict[int, dict[str, np.ndarray]] = {}
-    keys = {i: cache.key_of(cleaned[i].encode()) for i in with_text} if cache else {}
-    for i in with_text:
-        hit = cache.load(keys[i]) if cache else None
+    unique = sorted({text for text in cleaned if text})
+    keys = {text: cache.key_of(text.encode()) for text in unique} if cache else {}
+    results: dict[str, dict[str, np.ndarray]] = {}
+    for text in unique:
+        hit = cache.load(keys[text]) if cache else None
         if hit is not None:
-            results[i] = hit
-    todo = [i for i in with_text if i not in results]
-    vectors, n_tokens, n_chunks = embed_texts(
-        embedder, [cleaned[i] for i in todo], config.overlap, config.pooling, config.batch_size
-    )
-    for row, i in enumerate(todo):
-        results[i] = {"embedding": vectors[row], "n_tokens": n_tokens[row], "n_chunks": n_chunks[row]}
+            results[text] = hit
+    todo = [text for text in unique if text not in results]
+    vectors, n_tokens, n_chunks = embed_texts(embedder, todo, config.overlap, config.pooling, config.batch_size)
+    for row, text in enumerate(todo):
+        results[text] = {"embedding": vectors[row], "n_tokens": n_tokens[row], "n_chunks": n_chunks[row]}
         if cache:
-            cache.save(keys[i], results[i])
+            cache.save(keys[text], results[text])
+
+    def value(text: str, key: str, default):
+        found = results.get(text)
+        return default if found is None or int(found["n_chunks"]) == 0 else found[key]
 
     df = pd.DataFrame(
         {
             "clip_id": manifest["clip_id"],
-            "has_text": [i in results for i in range(len(manifest))],
-            "n_tokens": [int(results[i]["n_tokens"]) if i in results else 0 for i in range(len(manifest))],
-            "n_chunks": [int(results[i]["n_chunks"]) if i in results else 0 for i in range(len(manifest))],
-            "embedding": [results[i]["embedding"] if i in results else None for i in range(len(manifest))],
+            "has_text": [value(t, "n_chunks", 0) > 0 for t in cleaned],  # no word-pieces counts as no text
+            "n_tokens": [int(value(t, "n_tokens", 0)) for t in cleaned],
+            "n_chunks": [int(value(t, "n_chunks", 0)) for t in cleaned],
+            "embedding": [value(t, "embedding", None) for t in cleaned],
         }
     )
     meta = store_metadata(
@@ -87,6 +90,6 @@ def run(params: Params) -> None:
     write_store(df, TEXT_STORE, text_schema(dim), meta)
     print(
         f"text_features: {len(df)} clips ({meta['n_without_text']} without text) x {dim} dims ({model_id}); "
-        f"{len(todo)} embedded, {len(with_text) - len(todo)} from cache; "
+        f"{len(unique)} distinct texts: {len(todo)} embedded, {len(unique) - len(todo)} from cache; "
         f"{int(df['n_chunks'].sum())} windows of <= {embedder.window} tokens -> {TEXT_STORE}"
     )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import resource
+import time
+
 import numpy as np
 import pandas as pd
 
 from pipeline.evaluation import cross_validate, make_folds, summarize
 from pipeline.features.text import clean_text
-from pipeline.fusion import modalities_for
+from pipeline.fusion import ELEMENTWISE, modalities_for
 from pipeline.models import make_learner
 from pipeline.params import Params, as_dict
 from pipeline.stages import AUDIO_STORE, ESSENTIA_STORE, MANIFEST, MODELS, TEXT_STORE
@@ -37,8 +40,8 @@ def load_audio_block(audio_sets: list[str]) -> pd.DataFrame:
 
 def load_blocks(
     audio_sets: list[str], text_representation: str = "embedding", cleaning: dict | None = None
-) -> tuple[pd.DataFrame, dict[str, np.ndarray], int]:
-    """Manifest rows present in every feature store, the modality blocks, and how many were dropped.
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], int, list[str]]:
+    """Manifest rows present in every feature store, the modality blocks, how many were dropped, audio column names.
 
     Every variant sees the same clips (and so the same folds), whatever its fusion;
     clips missing from an audio store (recorded in its errors table) are left out, never
@@ -61,11 +64,29 @@ def load_blocks(
         "text": text_block,
         "text_present": present[text_rows],
     }
-    return rows.drop(columns="text"), blocks, int((~keep).sum())
+    return rows.drop(columns="text"), blocks, int((~keep).sum()), list(audio.columns)
+
+
+def lgbm_importance(fitted: list, fusion: str, audio_names: list[str], text_width: int) -> dict[str, float]:
+    """Mean split gain per input column over the folds' LightGBM models, by column name.
+
+    Columns are named ``audio:<set>:<feature>``, ``text:<index>`` and ``text:missing``.
+    Only for variants whose columns are the inputs themselves (audio, text, concat): the
+    elementwise fusions see per-fold PCA components, which mean nothing across folds.
+    """
+    names = {
+        "audio": [f"audio:{n}" for n in audio_names],
+        "text": [f"text:{i:03d}" for i in range(text_width)] + ["text:missing"],
+    }
+    columns = [n for m in modalities_for(fusion) for n in names[m]]
+    gains = np.mean([getattr(f, "learner_", f).estimator_.booster_.feature_importance("gain") for f in fitted], axis=0)
+    if len(columns) != len(gains):  # e.g. TF-IDF text, whose width is chosen per fold
+        return {}
+    return {name: float(g) for name, g in zip(columns, gains)}
 
 
 def run(params: Params, model: str, fusion: str) -> None:
-    """Write models/<model>-<fusion>/{metrics.json, oof.parquet}."""
+    """Write models/<model>-<fusion>/{metrics.json, oof.parquet} (+ importance.json for lgbm)."""
     out_dir = MODELS / f"{model}-{fusion}"
     text = params.text
     cleaning = {
@@ -73,13 +94,15 @@ def run(params: Params, model: str, fusion: str) -> None:
         "strip_sections": text.strip_sections,
         "lowercase": text.lowercase,
     }
-    rows, all_blocks, n_excluded = load_blocks(params.train.audio_sets, text.representation, cleaning)
+    rows, all_blocks, n_excluded, audio_names = load_blocks(params.train.audio_sets, text.representation, cleaning)
     wanted = modalities_for(fusion)
     blocks = {key: value for key, value in all_blocks.items() if key.removesuffix("_present") in wanted}
     classes = params.dataset.labels or read_metadata(MANIFEST)["classes"]
     y = np.array([classes.index(label) for label in rows["label"]])
     groups = rows["group"].to_numpy() if rows["group"].notna().all() else None  # prepare allows all or none
     folds = make_folds(y, groups, params.train.n_folds, params.seed)
+    fitted: list = []
+    started = time.perf_counter()
     oof, fold_of, per_fold = cross_validate(
         lambda: make_learner(
             model, fusion, params.train, params.seed, text.tfidf_dim if text.representation == "tfidf" else None
@@ -88,7 +111,9 @@ def run(params: Params, model: str, fusion: str) -> None:
         y,
         folds,
         len(classes),
+        fitted,
     )
+    train_seconds = time.perf_counter() - started
     predictions = pd.DataFrame(
         {
             "clip_id": rows["clip_id"],
@@ -129,7 +154,16 @@ def run(params: Params, model: str, fusion: str) -> None:
         "summary": summarize(per_fold),
         "params": {"seed": params.seed, "train": as_dict(params.train)},
         "dataset": read_metadata(MANIFEST)["params"]["dataset"],
+        # wall time of the whole cross-validation and the stage's peak memory: the only
+        # keys that vary between identical runs
+        "runtime": {
+            "train_seconds": round(train_seconds, 3),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        },
     }
     write_json(metrics, out_dir / "metrics.json")
+    if model == "lgbm" and fusion not in ELEMENTWISE:
+        text_width = all_blocks["text"].shape[1] if all_blocks["text"].ndim == 2 else 0
+        write_json(lgbm_importance(fitted, fusion, audio_names, text_width), out_dir / "importance.json")
     f1 = metrics["summary"]["f1_macro"]
     print(f"train {model}-{fusion}: macro-F1 {f1['mean']:.3f} ± {f1['std']:.3f} over {len(folds)} folds")

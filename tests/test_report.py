@@ -1,0 +1,100 @@
+"""The report stage on a small real run: files, content, figures, and a headless browser."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.params import load_params
+from pipeline.stages import report, train
+
+VARIANTS = [("logreg", "audio"), ("logreg", "text"), ("logreg", "concat"), ("lgbm", "concat")]
+
+
+@pytest.fixture
+def reported(project):
+    for model, fusion in VARIANTS:
+        train.run(load_params(), model, fusion)
+    report.run()
+    return project / "reports"
+
+
+def test_metrics_json_shape_with_ci_and_p_values(reported):
+    metrics = json.loads((reported / "metrics.json").read_text())
+    assert {m: sorted(f) for m, f in metrics.items()} == {"lgbm": ["concat"], "logreg": ["audio", "concat", "text"]}
+    concat = metrics["logreg"]["concat"]
+    for key in ("f1_macro", "auc_roc_macro", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro"):
+        assert set(concat[key]) == {"mean", "std"}
+    low, high = concat["f1_macro_ci95"]
+    assert 0 <= low < high <= 1
+    assert 0 < concat["p_value_vs_best_unimodal"] <= 1
+    assert metrics["logreg"]["audio"]["p_value_vs_best_unimodal"] is None
+    assert metrics["lgbm"]["concat"]["p_value_vs_best_unimodal"] is None  # no unimodal lgbm in this run
+
+
+def test_leaderboard_files(reported):
+    board = (reported / "leaderboard.md").read_text()
+    rows = [line for line in board.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert len(rows) == 4
+    f1s = [float(r.split("|")[4].split("±")[0]) for r in rows]
+    assert f1s == sorted(f1s, reverse=True)
+    assert "| – | chance | majority class |" in board and "40 clips, 4 classes, 4 folds." in board
+    csv = pd.read_csv(reported / "leaderboard.csv")
+    assert csv["rank"].tolist() == [1, 2, 3, 4] and (csv["train_seconds"] > 0).all()
+    plots = pd.read_csv(reported / "plots" / "confusion.csv")
+    assert list(plots.columns) == ["actual", "predicted"] and len(plots) == 40
+    roc = pd.read_csv(reported / "plots" / "roc.csv")
+    assert roc["fpr"].is_monotonic_increasing and roc["tpr"].iloc[-1] == 1.0
+
+
+def test_html_report_is_complete_and_self_contained(reported):
+    page = (reported / "index.html").read_text()
+    for heading in (
+        "1. Data",
+        "2. Leaderboard",
+        "3. Macro-F1 by fusion and learner",
+        "4. Confusion matrices",
+        "5. ROC curves",
+        "6. Per-class F1",
+        "7. What the fused LightGBM uses",
+        "8. Run metadata",
+    ):
+        assert f"<h2>{heading}" in page
+    assert page.count("<svg") >= 7  # bars, 3 confusions, ROC, heatmap, 2 importance charts
+    assert page.count('<tr class="best">') == 1 and page.count('<tr class="chance">') == 1
+    # nothing is fetched: no external scripts, styles, images or fonts
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "@import" not in page and "<link" not in page
+    assert "Audio share of the gain" in page and "params.yaml" in page and "git revision" in page
+
+
+def test_report_renders_in_a_headless_browser(reported, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    flags = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    url = (reported / "index.html").as_uri()
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    assert "<h1>mmer report</h1>" in dom and dom.count("<tr") > 5
+    shot = tmp_path / "report.png"
+    subprocess.run([*flags, "--window-size=1200,2000", f"--screenshot={shot}", url], capture_output=True, timeout=120)
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 10  # not a blank page: text, tables and figures drawn
+    assert (pixels < 128).mean() > 0.01
