@@ -142,7 +142,7 @@ def leaderboard_markdown(rows: pd.DataFrame, summary: str = "") -> str:
     return (
         "# Leaderboard\n\nOut-of-fold metrics, mean ± std over cross-validation folds, sorted by macro-F1; "
         "95% bootstrap CI of the pooled macro-F1; paired-bootstrap p-value of each fused variant against the "
-        "best unimodal variant of the same learner."
+        "best unimodal variant of the same learner. Rank 1 is the best variant; the last row is chance."
         + (f"\n{summary}" if summary else "")
         + "\n\n"
         + "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Dataset adapters: the synthetic demo corpus and user manifests."""

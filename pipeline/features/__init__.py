@@ -1,0 +1,1 @@
+"""Pure per-clip feature functions: audio descriptors, music descriptors, text embeddings."""
