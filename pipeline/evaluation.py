@@ -102,47 +102,69 @@ def cross_validate(
     return oof, fold_of, per_fold
 
 
-def macro_f1_from_labels(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Macro-F1 of many resamples at once: rows of (n_resamples, n) label arrays -> (n_resamples,).
+def macro_f1_from_labels(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """Macro-F1 of many resamples at once: sequences of label arrays -> (n_resamples,).
 
-    Classes absent from both truth and prediction of a resample are left out of its mean,
-    as scikit-learn does.
+    Resamples may differ in length (group bootstrap). Classes absent from both truth and
+    prediction of a resample are left out of its mean, as scikit-learn does.
     """
-    y_true, y_pred = np.atleast_2d(y_true), np.atleast_2d(y_pred)
+    if isinstance(y_true, np.ndarray) and y_true.ndim == 1:
+        y_true, y_pred = [y_true], [y_pred]
     scores = np.empty(len(y_true))
     for r, (t, p) in enumerate(zip(y_true, y_pred)):
         counts = np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
         tp = np.diag(counts).astype(float)
-        support, predicted = counts.sum(axis=1), counts.sum(axis=0)
-        denominator = support + predicted
+        denominator = counts.sum(axis=1) + counts.sum(axis=0)
         present = denominator > 0
         scores[r] = np.mean(2 * tp[present] / denominator[present])
     return scores
 
 
-def bootstrap_f1_ci(y_true: np.ndarray, proba: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float]:
-    """95% percentile-bootstrap interval of macro-F1 over the pooled out-of-fold predictions."""
+def bootstrap_indices(n: int, groups: np.ndarray | None, n_boot: int, seed: int) -> list[np.ndarray]:
+    """Row indices of ``n_boot`` bootstrap resamples: of rows, or of whole groups when ``groups`` is given.
+
+    Clips of one singer or artist are correlated; resampling groups keeps that, so the
+    intervals are not too narrow when folds were grouped.
+    """
     rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(y_true), size=(n_boot, len(y_true)))
+    if groups is None:
+        return list(rng.integers(0, n, size=(n_boot, n)))
+    labels, codes = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(codes == g) for g in range(len(labels))]
+    picks = rng.integers(0, len(labels), size=(n_boot, len(labels)))
+    return [np.concatenate([members[g] for g in pick]) for pick in picks]
+
+
+def bootstrap_f1_ci(
+    y_true: np.ndarray, proba: np.ndarray, n_boot: int = 1000, seed: int = 0, groups: np.ndarray | None = None
+) -> list[float]:
+    """95% percentile-bootstrap interval of macro-F1 over the pooled out-of-fold predictions."""
+    index = bootstrap_indices(len(y_true), groups, n_boot, seed)
     y_pred = proba.argmax(axis=1)
-    scores = macro_f1_from_labels(y_true[index], y_pred[index], proba.shape[1])
+    scores = macro_f1_from_labels([y_true[i] for i in index], [y_pred[i] for i in index], proba.shape[1])
     low, high = np.percentile(scores, [2.5, 97.5])
     return [float(low), float(high)]
 
 
 def paired_bootstrap_pvalue(
-    y_true: np.ndarray, proba_a: np.ndarray, proba_b: np.ndarray, n_boot: int = 1000, seed: int = 0
+    y_true: np.ndarray,
+    proba_a: np.ndarray,
+    proba_b: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> float:
     """Two-sided p-value that variants a and b have equal macro-F1, resampling the same clips for both.
 
-    Identical predictions give 1.0. With B resamples the smallest possible value is 2/(B+1).
+    Rows of a and b must be the same clips in the same order. Identical predictions give
+    1.0; with B resamples the smallest possible value is 2/(B+1).
     """
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(y_true), size=(n_boot, len(y_true)))
+    index = bootstrap_indices(len(y_true), groups, n_boot, seed)
     n_classes = proba_a.shape[1]
     pred_a, pred_b = proba_a.argmax(axis=1), proba_b.argmax(axis=1)
-    diff = macro_f1_from_labels(y_true[index], pred_a[index], n_classes) - macro_f1_from_labels(
-        y_true[index], pred_b[index], n_classes
+    truth = [y_true[i] for i in index]
+    diff = macro_f1_from_labels(truth, [pred_a[i] for i in index], n_classes) - macro_f1_from_labels(
+        truth, [pred_b[i] for i in index], n_classes
     )
     if np.all(diff == 0):
         return 1.0

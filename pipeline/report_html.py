@@ -20,15 +20,18 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score, roc_curve
 
-plt.rcParams.update({"svg.hashsalt": "mmer", "font.size": 9, "figure.dpi": 100})
+from pipeline.fusion import FUSIONS
+
+plt.rcParams.update({"svg.hashsalt": "mmer", "font.size": 9, "figure.dpi": 100, "text.parse_math": False})
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;
 line-height:1.4;padding:0 1rem}
 h1{font-size:1.6rem}h2{font-size:1.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}th,td{border:1px solid #ddd;padding:.25rem .5rem;
-text-align:right}th{background:#f4f4f4;cursor:pointer}td:nth-child(-n+3){text-align:left}
-tr.best{background:#e6f4ea;font-weight:600}tr.chance{background:#fdf3e1;font-style:italic}
+text-align:right;white-space:nowrap}th{background:#f4f4f4;cursor:pointer}
+td:nth-child(-n+3),th:nth-child(-n+3){text-align:left}.wide{overflow-x:auto}
+tr.best{background:#e6f4ea;font-weight:600}tfoot tr{background:#fdf3e1;font-style:italic}
 .figs{display:flex;flex-wrap:wrap;gap:1rem}.figs figure{margin:0}figcaption{font-size:.8rem;color:#555}
 pre{background:#f7f7f7;padding:.5rem;overflow-x:auto;font-size:.8rem}.note{color:#555;font-size:.85rem}
 """
@@ -53,17 +56,18 @@ def svg(fig) -> str:
 
 
 def f1_bars(table: pd.DataFrame) -> str:
-    """Grouped bars: macro-F1 per fusion (groups) and learner (bars), 95% CI as error bars."""
+    """Grouped bars: pooled out-of-fold macro-F1 per fusion (groups) and learner (bars), 95% CI as error bars."""
     models = sorted(table["model"].unique())
-    fusions = [f for f in ("audio", "text", "concat", "product", "mean", "late") if f in set(table["fusion"])]
+    fusions = [f for f in FUSIONS if f in set(table["fusion"])]
     fig, ax = plt.subplots(figsize=(7.5, 3.2))
     width = 0.8 / len(models)
     for i, model in enumerate(models):
         rows = table[table["model"] == model].set_index("fusion").reindex(fusions)
         x = np.arange(len(fusions)) + i * width
-        ci = np.array([v if isinstance(v, list) else [np.nan, np.nan] for v in rows["f1_macro_ci95"]])
-        err = np.abs(ci - rows["f1_macro_mean"].to_numpy()[:, None]).T
-        ax.bar(x, rows["f1_macro_mean"], width, yerr=err, capsize=2, label=model)
+        pooled = rows["f1_macro_pooled"].to_numpy(dtype=float)
+        ci = rows[["f1_macro_ci95_low", "f1_macro_ci95_high"]].to_numpy(dtype=float)
+        err = np.clip(np.stack([pooled - ci[:, 0], ci[:, 1] - pooled]), 0, None)
+        ax.bar(x, pooled, width, yerr=err, capsize=2, label=model)
     ax.set_xticks(np.arange(len(fusions)) + width * (len(models) - 1) / 2, fusions)
     ax.set_ylabel("macro-F1")
     ax.set_ylim(0, 1)
@@ -134,15 +138,29 @@ def importance_svg(shares: pd.Series, title: str) -> str:
     return svg(fig)
 
 
-def table_html(frame: pd.DataFrame, classes: dict[int, str] | None = None, sortable: bool = False) -> str:
-    """A DataFrame as an HTML table; ``classes`` marks rows (by position) with a CSS class."""
+def table_html(
+    frame: pd.DataFrame,
+    classes: dict[int, str] | None = None,
+    sortable: bool = False,
+    footer: pd.DataFrame | None = None,
+) -> str:
+    """A DataFrame as an HTML table; ``classes`` marks rows (by position) with a CSS class;
+    ``footer`` rows go to <tfoot> (they stay put when the table is sorted)."""
+
+    def cells(row) -> str:
+        return "".join(f"<td>{html.escape(str(v))}</td>" for v in row)
+
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     rows = []
     for i, row in enumerate(frame.itertuples(index=False)):
         css = f' class="{classes[i]}"' if classes and i in classes else ""
-        rows.append(f"<tr{css}>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>")
+        rows.append(f"<tr{css}>{cells(row)}</tr>")
+    foot = ""
+    if footer is not None and len(footer):
+        foot = "<tfoot>" + "".join(f"<tr>{cells(r)}</tr>" for r in footer.itertuples(index=False)) + "</tfoot>"
     sort = ' class="sortable"' if sortable else ""
-    return f"<table{sort}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    table = f"<table{sort}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>{foot}</table>"
+    return f'<div class="wide">{table}</div>'
 
 
 def page(title: str, sections: list[tuple[str, str]]) -> str:

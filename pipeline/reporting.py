@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.evaluation import METRICS, bootstrap_f1_ci, classification_metrics, paired_bootstrap_pvalue
+from pipeline.evaluation import (
+    METRICS,
+    bootstrap_f1_ci,
+    classification_metrics,
+    macro_f1_from_labels,
+    paired_bootstrap_pvalue,
+)
 from pipeline.fusion import MODALITIES
 from pipeline.store import read_store
 
@@ -52,23 +58,54 @@ def oof_arrays(oof: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, np.nd
     return y, oof[[f"proba_{c}" for c in classes]].to_numpy()
 
 
-def collect_metrics(runs: dict[tuple[str, str], dict], seed: int = 0) -> dict[str, dict[str, dict]]:
-    """``{model: {fusion: {metric: {mean, std}, f1_macro_ci95: [lo, hi], p_value_vs_best_unimodal: p}}}``.
+def check_comparable(runs: dict[tuple[str, str], dict], models_dir: str | Path = "models") -> np.ndarray:
+    """The clip_ids every run was scored on; raises when runs differ (stale or foreign folders)."""
+    reference = None
+    for (model, fusion), run in sorted(runs.items()):
+        ids = np.sort(run["oof"]["clip_id"].to_numpy())
+        key = (tuple(run["metrics"]["classes"]), tuple(ids))
+        if reference is None:
+            reference, first = key, f"{model}-{fusion}"
+        elif key != reference:
+            raise ValueError(
+                f"{models_dir}/{model}-{fusion} was scored on other clips or classes than {models_dir}/{first}; "
+                "rerun its train stage (`dvc repro`) or delete the stale folder"
+            )
+    return np.array(reference[1])
 
-    The p-value (paired bootstrap on the same clips) is given for fused variants and is
-    ``None`` for unimodal ones.
+
+def sorted_groups(runs: dict[tuple[str, str], dict], manifest: pd.DataFrame | None) -> np.ndarray | None:
+    """Group of each clip in clip_id order when folds were grouped, else None."""
+    run = next(iter(runs.values()))
+    if manifest is None or not run["metrics"].get("grouped"):
+        return None
+    ids = np.sort(run["oof"]["clip_id"].to_numpy())
+    return manifest.set_index("clip_id").loc[ids, "group"].to_numpy()
+
+
+def collect_metrics(
+    runs: dict[tuple[str, str], dict], seed: int = 0, groups: np.ndarray | None = None
+) -> dict[str, dict[str, dict]]:
+    """``{model: {fusion: {metric: {mean, std}, f1_macro_pooled, f1_macro_ci95: [lo, hi], p_value_vs_best_unimodal}}}``.
+
+    ``f1_macro_pooled`` is the macro-F1 of all out-of-fold predictions together, the
+    quantity whose 95% bootstrap interval ``f1_macro_ci95`` gives. The p-value (paired
+    bootstrap on the same clips) is given for fused variants, ``None`` for unimodal
+    ones. With ``groups`` (clip_id order), the bootstrap resamples whole groups.
     """
+    check_comparable(runs)
     metrics: dict[str, dict[str, dict]] = {}
     for (model, fusion), run in sorted(runs.items()):
         y, proba = oof_arrays(run["oof"], run["metrics"]["classes"])
         entry = dict(run["metrics"]["summary"])
-        entry["f1_macro_ci95"] = bootstrap_f1_ci(y, proba, N_BOOT, seed)
+        entry["f1_macro_pooled"] = float(macro_f1_from_labels(y, proba.argmax(axis=1), proba.shape[1])[0])
+        entry["f1_macro_ci95"] = bootstrap_f1_ci(y, proba, N_BOOT, seed, groups)
         entry["p_value_vs_best_unimodal"] = None
         unimodal = [(f, r) for (m, f), r in runs.items() if m == model and f in MODALITIES]
         if fusion not in MODALITIES and unimodal:
             _, best = max(unimodal, key=lambda fr: fr[1]["metrics"]["summary"]["f1_macro"]["mean"])
             _, proba_best = oof_arrays(best["oof"], best["metrics"]["classes"])
-            entry["p_value_vs_best_unimodal"] = paired_bootstrap_pvalue(y, proba, proba_best, N_BOOT, seed)
+            entry["p_value_vs_best_unimodal"] = paired_bootstrap_pvalue(y, proba, proba_best, N_BOOT, seed, groups)
         metrics.setdefault(model, {})[fusion] = entry
     return metrics
 
@@ -92,7 +129,9 @@ def leaderboard(
             for metric in METRICS:
                 row[f"{metric}_mean"] = summary[metric]["mean"]
                 row[f"{metric}_std"] = summary[metric]["std"]
-            row["f1_macro_ci95"] = summary.get("f1_macro_ci95")
+            row["f1_macro_pooled"] = summary.get("f1_macro_pooled")
+            ci = summary.get("f1_macro_ci95") or [None, None]
+            row["f1_macro_ci95_low"], row["f1_macro_ci95_high"] = ci
             row["p_value_vs_best_unimodal"] = summary.get("p_value_vs_best_unimodal")
             row["train_seconds"] = (train_seconds or {}).get((model, fusion))
             rows.append(row)
@@ -123,7 +162,10 @@ def display_rows(table: pd.DataFrame, chance: dict[str, float] | None = None) ->
             f"{m:.3f} ± {s:.3f}" for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_std"])
         ]
         if metric == "f1_macro":
-            out["F1 95% CI"] = [f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "" for ci in table["f1_macro_ci95"]]
+            out["F1 95% CI"] = [
+                "" if lo is None or pd.isna(lo) else f"[{lo:.3f}, {hi:.3f}]"
+                for lo, hi in zip(table["f1_macro_ci95_low"], table["f1_macro_ci95_high"])
+            ]
     out["p vs best unimodal"] = [
         "" if p is None or pd.isna(p) else f"{p:.3f}" for p in table["p_value_vs_best_unimodal"]
     ]
@@ -138,13 +180,14 @@ def display_rows(table: pd.DataFrame, chance: dict[str, float] | None = None) ->
 def leaderboard_markdown(rows: pd.DataFrame, summary: str = "") -> str:
     """The formatted leaderboard as a Markdown document."""
     lines = ["| " + " | ".join(rows.columns) + " |", "|" + "---|" * len(rows.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows.itertuples(index=False)]
+    for i, row in enumerate(rows.itertuples(index=False)):
+        cells = [str(v) for v in row]
+        if i == 0:  # the best variant, in bold
+            cells[1:3] = [f"**{c}**" for c in cells[1:3]]
+        lines.append("| " + " | ".join(cells) + " |")
     return (
         "# Leaderboard\n\nOut-of-fold metrics, mean ± std over cross-validation folds, sorted by macro-F1; "
-        "95% bootstrap CI of the pooled macro-F1; paired-bootstrap p-value of each fused variant against the "
-        "best unimodal variant of the same learner. Rank 1 is the best variant; the last row is chance."
-        + (f"\n{summary}" if summary else "")
-        + "\n\n"
-        + "\n".join(lines)
-        + "\n"
+        "95% bootstrap CI of the pooled out-of-fold macro-F1; paired-bootstrap p-value of each fused variant "
+        "against the best unimodal variant of the same learner.\nRank 1 (bold) is the best variant; the last row is "
+        "chance." + (f"\n{summary}" if summary else "") + "\n\n" + "\n".join(lines) + "\n"
     )

@@ -54,6 +54,7 @@ def test_dvc_repro_end_to_end(tmp_path):
                 "precision_macro",
                 "recall_macro",
                 "f1_macro_ci95",
+                "f1_macro_pooled",
                 "p_value_vs_best_unimodal",
             }
             assert summary["f1_macro"]["std"] > 0  # real per-fold spread, not a constant

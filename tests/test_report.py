@@ -43,8 +43,11 @@ def test_leaderboard_files(reported):
     f1s = [float(r.split("|")[4].split("±")[0]) for r in rows]
     assert f1s == sorted(f1s, reverse=True)
     assert "| – | chance | majority class |" in board and "40 clips, 4 classes, 4 folds." in board
+    assert rows[0].split("|")[2].strip().startswith("**")  # best row in bold
     csv = pd.read_csv(reported / "leaderboard.csv")
     assert csv["rank"].tolist() == [1, 2, 3, 4] and (csv["train_seconds"] > 0).all()
+    assert (csv["f1_macro_ci95_low"] <= csv["f1_macro_pooled"]).all()
+    assert (csv["f1_macro_pooled"] <= csv["f1_macro_ci95_high"]).all()
     plots = pd.read_csv(reported / "plots" / "confusion.csv")
     assert list(plots.columns) == ["actual", "predicted"] and len(plots) == 40
     roc = pd.read_csv(reported / "plots" / "roc.csv")
@@ -65,11 +68,12 @@ def test_html_report_is_complete_and_self_contained(reported):
     ):
         assert f"<h2>{heading}" in page
     assert page.count("<svg") >= 7  # bars, 3 confusions, ROC, heatmap, 2 importance charts
-    assert page.count('<tr class="best">') == 1 and page.count('<tr class="chance">') == 1
+    assert page.count('<tr class="best">') == 1
+    assert re.search(r"<tfoot><tr><td>–</td><td>chance</td>", page)  # chance row stays last when sorting
     # nothing is fetched: no external scripts, styles, images or fonts
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "@import" not in page and "<link" not in page
-    assert "Audio share of the gain" in page and "params.yaml" in page and "git revision" in page
+    assert "Audio share of the gain" in page and "params.yaml" in page and "git HEAD when the report was built" in page
 
 
 def test_report_renders_in_a_headless_browser(reported, tmp_path):
@@ -98,3 +102,25 @@ def test_report_renders_in_a_headless_browser(reported, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 10  # not a blank page: text, tables and figures drawn
     assert (pixels < 128).mean() > 0.01
+
+
+def test_runs_on_different_clips_are_refused(reported, project):
+    oof_path = project / "models" / "logreg-audio" / "oof.parquet"
+    oof = pd.read_parquet(oof_path)
+    oof.iloc[:-1].to_parquet(oof_path)  # a stale variant scored on one clip fewer
+    with pytest.raises(ValueError, match="logreg-audio was scored on other clips or classes"):
+        report.run()
+
+
+def test_grouped_runs_bootstrap_whole_groups():
+    from pipeline.evaluation import bootstrap_f1_ci
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(8), 30)
+    y = rng.integers(0, 3, 240)
+    # predictions are right for whole singers or wrong for whole singers: strongly clustered errors
+    right = np.isin(groups, [0, 1, 2, 3, 4])
+    proba = np.eye(3)[np.where(right, y, (y + 1) % 3)]
+    clip_low, clip_high = bootstrap_f1_ci(y, proba, seed=0)
+    group_low, group_high = bootstrap_f1_ci(y, proba, seed=0, groups=groups)
+    assert group_high - group_low > 2 * (clip_high - clip_low)

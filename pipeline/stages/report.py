@@ -20,6 +20,7 @@ from pipeline.reporting import (
     leaderboard,
     leaderboard_markdown,
     load_runs,
+    sorted_groups,
 )
 from pipeline.stages import (
     AUDIO_ERRORS,
@@ -53,7 +54,8 @@ VERSIONED = (
 def run(params_path: str | Path = "params.yaml") -> None:
     """Aggregate every trained variant, write the reports and print the top of the leaderboard."""
     runs = load_runs(MODELS)
-    metrics = collect_metrics(runs)
+    manifest = read_store(MANIFEST, columns=["clip_id", "group"])
+    metrics = collect_metrics(runs, groups=sorted_groups(runs, manifest))
     seconds = {key: r["metrics"].get("runtime", {}).get("train_seconds") for key, r in runs.items()}
     table = leaderboard(metrics, seconds)
     chance = chance_metrics(runs)
@@ -84,7 +86,7 @@ def write_dvc_plots(oof: pd.DataFrame, classes: list[str], folder: Path) -> None
 
 def dataset_section(runs: dict) -> str:
     """Clips per class and fold, durations, text lengths, clips without text, errors."""
-    manifest = read_store(MANIFEST, columns=["clip_id", "audio_path", "label"])
+    manifest = read_store(MANIFEST, columns=["clip_id", "audio_path", "label", "split"])
     any_run = next(iter(runs.values()))
     per_class = manifest["label"].value_counts().sort_index().rename("clips").to_frame()
     per_fold = any_run["oof"].groupby(["fold", "label"]).size().unstack(fill_value=0)
@@ -109,15 +111,20 @@ def dataset_section(runs: dict) -> str:
                 "text length, word-pieces (median / max)",
                 f"{text['n_tokens'].median():.0f} / {text['n_tokens'].max():.0f}",
             ),
-            ("clips without text", int((~text["has_text"]).sum())),
+            ("clips without text (manifest)", int((~text["has_text"]).sum())),
             *[(f"rows in {name}", n) for name, n in errors.items()],
         ],
         columns=["", "value"],
     )
+    splits = ""
+    if manifest["split"].notna().any():
+        per_split = manifest.groupby(["split", "label"]).size().unstack(fill_value=0)
+        splits = "<h3>Clips per manifest split and class</h3>" + rh.table_html(per_split.reset_index())
     return (
         rh.table_html(facts)
         + "<h3>Clips per class</h3>"
         + rh.table_html(per_class.reset_index())
+        + splits
         + "<h3>Clips per test fold and class</h3>"
         + rh.table_html(per_fold.reset_index())
     )
@@ -126,8 +133,10 @@ def dataset_section(runs: dict) -> str:
 def importance_section(runs: dict) -> str:
     """LightGBM split gain of the concat variant by feature family and by modality."""
     run = runs.get(("lgbm", "concat"))
-    if run is None or not run["importance"]:
+    if run is None:
         return '<p class="note">No LightGBM concat variant in this run.</p>'
+    if not run["importance"]:
+        return '<p class="note">Importance unavailable: the TF-IDF text width is chosen per fold.</p>'
     gains = pd.Series(run["importance"])
     share = gains / gains.sum()
 
@@ -166,7 +175,8 @@ def metadata_section(params_path: Path) -> str:
             stores[str(path)] = meta
     params_text = params_path.read_text() if params_path.exists() else "(params.yaml not found)"
     return (
-        f"<p>git revision: <code>{html.escape(revision)}</code></p>"
+        f"<p>git HEAD when the report was built: <code>{html.escape(revision)}</code> "
+        "(a run is usually committed after it was made)</p>"
         f"<h3>params.yaml</h3><pre>{html.escape(params_text)}</pre>"
         f"<h3>Library versions</h3>{rh.pre_json(library_versions(VERSIONED))}"
         f"<h3>Store metadata</h3>{rh.pre_json(stores)}"
@@ -184,13 +194,13 @@ def render(runs: dict, table: pd.DataFrame, rows: pd.DataFrame, summary: str, pa
         if counterpart is not None and best_key[1] != modality:
             confusions.append(rh.confusion_svg(counterpart["oof"], classes, f"{best_key[0]}-{modality}"))
     oofs = {f"{m}-{f}": runs[(m, f)]["oof"] for m, f in zip(table["model"], table["fusion"])}
-    marks = {0: "best", len(rows) - 1: "chance"}
+    marks = {0: "best"}
     sections = [
         ("1. Data", f"<p>{html.escape(summary)}</p>" + dataset_section(runs)),
         (
             "2. Leaderboard",
             '<p class="note">Click a heading to sort. Best row in green, chance (majority class) '
-            "in orange.</p>" + rh.table_html(rows, marks, sortable=True),
+            "in orange.</p>" + rh.table_html(rows.iloc[:-1], marks, sortable=True, footer=rows.iloc[-1:]),
         ),
         (
             "3. Macro-F1 by fusion and learner",
