@@ -204,8 +204,8 @@ def render(runs: dict, table: pd.DataFrame, rows: pd.DataFrame, summary: str, pa
         ),
         (
             "3. Macro-F1 by fusion and learner",
-            f"<figure>{rh.f1_bars(table)}<figcaption>Bars: mean over folds; "
-            "error bars: 95% bootstrap CI of the pooled out-of-fold macro-F1.</figcaption></figure>",
+            f"<figure>{rh.f1_bars(table)}<figcaption>Bars: macro-F1 of the pooled out-of-fold "
+            "predictions; error bars: its 95% bootstrap CI.</figcaption></figure>",
         ),
         (
             "4. Confusion matrices (row-normalised)",
