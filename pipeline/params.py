@@ -24,6 +24,11 @@ class ParamsError(ValueError):
     """params.yaml is missing, malformed, or holds an unknown/mistyped key."""
 
 
+def narrow(params: Any, config_cls: type) -> Any:
+    """The ``config_cls`` part of a params section that extends it (drops stage-only keys)."""
+    return config_cls(**{f.name: getattr(params, f.name) for f in fields(config_cls)})
+
+
 @dataclass(frozen=True)
 class DemoParams:
     """The synthetic demo corpus (``dataset.kind: demo``)."""
@@ -73,7 +78,7 @@ class AudioParams(AudioFeatureConfig):
 
     def feature_config(self) -> AudioFeatureConfig:
         """The extraction config alone (what the store's metadata records)."""
-        return AudioFeatureConfig(**{f.name: getattr(self, f.name) for f in fields(AudioFeatureConfig)})
+        return narrow(self, AudioFeatureConfig)
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ class EssentiaParams(MusicFeatureConfig):
 
     def feature_config(self) -> MusicFeatureConfig:
         """The extraction config alone (what the store's metadata records)."""
-        return MusicFeatureConfig(**{f.name: getattr(self, f.name) for f in fields(MusicFeatureConfig)})
+        return narrow(self, MusicFeatureConfig)
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,7 @@ class TextParams(TextConfig):
 
     def feature_config(self) -> TextConfig:
         """The embedding config alone (what the store's metadata records)."""
-        return TextConfig(**{f.name: getattr(self, f.name) for f in fields(TextConfig)})
+        return narrow(self, TextConfig)
 
 
 @dataclass(frozen=True)

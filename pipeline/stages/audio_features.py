@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline import audio_io
-from pipeline.executor import ClipFailure, check_error_budget, iter_clips
+from pipeline.executor import check_error_budget, iter_clips
 from pipeline.features import audio as audio_features
 from pipeline.features.audio import AudioFeatureConfig, extract_clip, feature_names
 from pipeline.params import Params
 from pipeline.stages import AUDIO_ERRORS, AUDIO_STORE, MANIFEST, MELSPEC_STORE
-from pipeline.stages.clips import ROWS_PER_BATCH, make_cache, manifest_tasks, write_errors
+from pipeline.stages.clips import make_cache, manifest_tasks, stream_batches, write_errors
 from pipeline.store import StoreWriter, audio_schema, melspec_schema, store_metadata
 
 LIBRARIES = ("librosa", "soundfile", "soxr", "scipy")
@@ -34,44 +34,28 @@ def run(params: Params) -> None:
     cache = make_cache(params, "audio", dataclasses.asdict(config), [audio_features, audio_io, stage_module], LIBRARIES)
     names = feature_names(config)
     meta = store_metadata("audio", dataclasses.asdict(config), LIBRARIES, MANIFEST)
-    failures: list[ClipFailure] = []
-    n_cached = 0
     descriptors_schema = audio_schema(names)
     mel_schema = melspec_schema(config.melspec_n_mels, config.melspec_frames)
     with (
         StoreWriter(AUDIO_STORE, descriptors_schema, {**meta, "feature_names": names}) as audio_out,
         StoreWriter(MELSPEC_STORE, mel_schema, {**meta, "store": "melspec", "layout": "(n_mels, n_frames)"}) as mel_out,
     ):
-        batch: list[tuple[str, dict]] = []
 
-        def flush() -> None:
-            if not batch:
-                return
+        def write_batch(batch: list[tuple[str, dict]]) -> None:
             ids = [cid for cid, _ in batch]
             matrix = np.stack([r["descriptors"] for _, r in batch])
             audio_out.write(pd.concat([pd.DataFrame({"clip_id": ids}), pd.DataFrame(matrix, columns=names)], axis=1))
-            mel_out.write(
-                pd.DataFrame(
-                    {
-                        "clip_id": ids,
-                        "n_valid_frames": [int(r["n_valid_frames"]) for _, r in batch],
-                        "melspec": [r["melspec"] for _, r in batch],
-                    }
-                )
-            )
-            batch.clear()
+            frames = {
+                "clip_id": ids,
+                "n_valid_frames": [int(r["n_valid_frames"]) for _, r in batch],
+                "melspec": [r["melspec"] for _, r in batch],
+            }
+            mel_out.write(pd.DataFrame(frames))
 
-        for clip_id, outcome, cached in iter_clips(
+        outcomes = iter_clips(
             extract_file, tasks, params.executor.n_jobs, stage="features", desc="audio features", cache=cache
-        ):
-            if isinstance(outcome, ClipFailure):
-                failures.append(outcome)
-                continue
-            n_cached += cached
-            batch.append((clip_id, outcome))
-            if len(batch) >= ROWS_PER_BATCH:
-                flush()
-        flush()
+        )
+        failures, n_cached = stream_batches(outcomes, write_batch)
         write_errors(failures, manifest, AUDIO_ERRORS, {**meta, "store": "audio_errors"})
         check_error_budget(len(failures), len(tasks), params.audio.max_error_fraction, failures, "audio_features")
     print(

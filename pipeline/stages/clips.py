@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pandas as pd
 
@@ -47,6 +48,28 @@ def make_cache(
     versions = library_versions(["mmer", "numpy", "numba", *libraries])
     key = fingerprint(namespace, settings, sources, versions)
     return ClipCache(Path(params.cache.dir).resolve() / namespace, key)  # absolute: workers keep their own cwd
+
+
+def stream_batches(
+    outcomes: Iterable[tuple[str, Any, bool]], write_batch: Callable[[list[tuple[str, Any]]], None]
+) -> tuple[list[ClipFailure], int]:
+    """Hand successful ``(clip_id, result)`` pairs from :func:`iter_clips` to ``write_batch``,
+    ``ROWS_PER_BATCH`` at a time; return the failures and how many results came from the cache."""
+    failures: list[ClipFailure] = []
+    n_cached = 0
+    batch: list[tuple[str, Any]] = []
+    for clip_id, outcome, cached in outcomes:
+        if isinstance(outcome, ClipFailure):
+            failures.append(outcome)
+            continue
+        n_cached += cached
+        batch.append((clip_id, outcome))
+        if len(batch) >= ROWS_PER_BATCH:
+            write_batch(batch)
+            batch = []
+    if batch:
+        write_batch(batch)
+    return failures, n_cached
 
 
 def write_errors(failures: list[ClipFailure], manifest: pd.DataFrame, path: Path, meta: dict) -> None:

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline import audio_io
-from pipeline.executor import ClipFailure, check_error_budget, iter_clips
+from pipeline.executor import check_error_budget, iter_clips
 from pipeline.features import music
 from pipeline.features.music import MusicFeatureConfig, extract_music_features, music_feature_names
 from pipeline.params import Params
 from pipeline.stages import ESSENTIA_ERRORS, ESSENTIA_STORE, MANIFEST
-from pipeline.stages.clips import ROWS_PER_BATCH, make_cache, manifest_tasks, write_errors
+from pipeline.stages.clips import make_cache, manifest_tasks, stream_batches, write_errors
 from pipeline.store import StoreWriter, music_schema, store_metadata
 
 LIBRARIES = ("essentia", "soundfile", "soxr")
@@ -42,30 +42,23 @@ def run(params: Params) -> None:
     if not config.enabled:
         tasks = []
     cache = make_cache(params, "essentia", settings, [music, audio_io, sys.modules[__name__]], LIBRARIES)
-    failures: list[ClipFailure] = []
     with StoreWriter(ESSENTIA_STORE, music_schema(names), meta) as out:
-        batch: list[tuple[str, dict]] = []
 
-        def flush() -> None:
-            ids = [cid for cid, _ in batch]
-            values = np.stack([r["values"] for _, r in batch]) if batch else np.zeros((0, len(names)), np.float32)
+        def write_batch(batch: list[tuple[str, dict]]) -> None:
             head = pd.DataFrame(
-                {"clip_id": ids, "key": [str(r["key"]) for _, r in batch], "scale": [str(r["scale"]) for _, r in batch]}
+                {
+                    "clip_id": [cid for cid, _ in batch],
+                    "key": [str(r["key"]) for _, r in batch],
+                    "scale": [str(r["scale"]) for _, r in batch],
+                }
             )
-            out.write(pd.concat([head, pd.DataFrame(values, columns=names)], axis=1))
-            batch.clear()
+            values = pd.DataFrame(np.stack([r["values"] for _, r in batch]), columns=names)
+            out.write(pd.concat([head, values], axis=1))
 
-        for clip_id, outcome, _ in iter_clips(
+        outcomes = iter_clips(
             extract_file, tasks, params.executor.n_jobs, stage="essentia", desc="essentia", cache=cache
-        ):
-            if isinstance(outcome, ClipFailure):
-                failures.append(outcome)
-                continue
-            batch.append((clip_id, outcome))
-            if len(batch) >= ROWS_PER_BATCH:
-                flush()
-        if batch or not out.rows:
-            flush()  # an empty store still gets its (empty) row group and schema
+        )
+        failures, _ = stream_batches(outcomes, write_batch)
         write_errors(failures, manifest, ESSENTIA_ERRORS, {**meta, "store": "essentia_errors"})
         check_error_budget(len(failures), len(tasks), params.essentia.max_error_fraction, failures, "essentia_features")
     state = "" if config.enabled else " (essentia.enabled is false: empty store)"
