@@ -22,7 +22,6 @@ run, so they hold on any machine; absolute clips/s depend on the CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -37,6 +36,8 @@ from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from results_io import emit  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from pipeline.datasets.demo import render_audio  # noqa: E402
 from pipeline.executor import ClipTask, iter_clips, resolve_n_jobs  # noqa: E402
@@ -254,12 +255,7 @@ def main() -> None:
         "peak_rss_mb": rss_mb,  # PSS of the stage's main process + workers
         "rss_run_clips_per_s": args.rss_clips / rss_s if rss_s else None,
     }
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ speedup_vs_plain, words and windows per song, and min_cosine of (b) against (c).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -27,6 +26,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from results_io import emit  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from pipeline.datasets import demo  # noqa: E402
@@ -105,12 +107,7 @@ def main() -> None:
         "speedup_vs_plain": t_plain / t_mmer,
         "min_cosine": float(np.min(np.sum(ours * reference, axis=1))),
     }
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":
