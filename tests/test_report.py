@@ -44,7 +44,10 @@ def test_leaderboard_files(reported):
     assert f1s == sorted(f1s, reverse=True)
     assert "| – | chance | majority class |" in board and "40 clips, 4 classes, 4 folds." in board
     assert rows[0].split("|")[2].strip().startswith("**")  # best row in bold
-    csv = pd.read_csv(reported / "leaderboard.csv")
+    full = pd.read_csv(reported / "leaderboard.csv")
+    assert full["row"].tolist() == ["best", "variant", "variant", "variant", "chance"]
+    assert full["f1_macro_mean"].iloc[-1] == pytest.approx(0.1)  # majority class of 4 balanced classes
+    csv = full[full["row"] != "chance"]
     assert csv["rank"].tolist() == [1, 2, 3, 4] and (csv["train_seconds"] > 0).all()
     assert (csv["f1_macro_ci95_low"] <= csv["f1_macro_pooled"]).all()
     assert (csv["f1_macro_pooled"] <= csv["f1_macro_ci95_high"]).all()

@@ -64,11 +64,22 @@ def run(params_path: str | Path = "params.yaml") -> None:
     write_json(metrics, REPORTS / "metrics.json")
     write_text(leaderboard_markdown(rows, summary), REPORTS / "leaderboard.md")
     with atomic_path(REPORTS / "leaderboard.csv") as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6f")
+        csv_table(table, chance).to_csv(tmp, index=False, float_format="%.6f")
     best = runs[(table["model"][0], table["fusion"][0])]
     write_dvc_plots(best["oof"], best["metrics"]["classes"], REPORTS / "plots")
     write_text(render(runs, table, rows, summary, Path(params_path)), REPORTS / "index.html")
     print_console(rows.head(8), summary)
+
+
+def csv_table(table: pd.DataFrame, chance: dict[str, float]) -> pd.DataFrame:
+    """The leaderboard with a ``row`` column (best / variant / chance) and the chance row last."""
+    out = table.copy()
+    out.insert(0, "row", ["best"] + ["variant"] * (len(out) - 1))
+    chance_row = {"row": "chance", "model": "chance", "fusion": "majority class"}
+    chance_row.update({f"{metric}_mean": value for metric, value in chance.items()})
+    out = pd.concat([out, pd.DataFrame([chance_row])], ignore_index=True)
+    out["rank"] = out["rank"].astype("Int64")  # stays an integer column next to the chance row's blank
+    return out
 
 
 def write_dvc_plots(oof: pd.DataFrame, classes: list[str], folder: Path) -> None:
