@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,19 +152,22 @@ def iter_clips(
 ) -> Iterator[tuple[str, Any, bool]]:
     """Yield ``(clip_id, result or ClipFailure, from_cache)`` in input order."""
     workers = resolve_n_jobs(n_jobs)
-    with tqdm(total=len(tasks), desc=desc, unit="clip", disable=None, smoothing=0.1) as progress:
-        if workers == 1:  # in-process, with the same one-thread-per-worker rule
-            with threadpool_limits(1):
-                for task in tasks:
-                    outcome = _run_task(fn, task, stage, cache)
-                    progress.update(1)
-                    yield outcome
-            return
-        with parallel_config(backend="loky", inner_max_num_threads=1):
+    if workers == 1:  # in-process, with the same one-thread-per-worker rule
+        context = threadpool_limits(1)
+
+        def outcomes() -> Iterator[tuple[str, Any, bool]]:
+            return (_run_task(fn, task, stage, cache) for task in tasks)
+    else:
+        context = parallel_config(backend="loky", inner_max_num_threads=1)
+
+        def outcomes() -> Iterator[tuple[str, Any, bool]]:  # called inside the context
             parallel = Parallel(n_jobs=workers, return_as="generator", pre_dispatch="4*n_jobs")
-            for outcome in parallel(delayed(_run_task)(fn, task, stage, cache) for task in tasks):
-                progress.update(1)
-                yield outcome
+            return parallel(delayed(_run_task)(fn, task, stage, cache) for task in tasks)
+
+    with context, tqdm(total=len(tasks), desc=desc, unit="clip", disable=None, smoothing=0.1) as progress:
+        for outcome in outcomes():
+            progress.update(1)
+            yield outcome
 
 
 def map_clips(
@@ -191,10 +195,8 @@ def check_error_budget(
     """Raise :class:`StageFailed` with a summary of the top error kinds when too many clips failed."""
     if not n_total or n_failed / n_total <= max_fraction:
         return
-    kinds: dict[str, int] = {}
-    for f in failures:
-        kinds[f"{f.stage}/{f.error_type}"] = kinds.get(f"{f.stage}/{f.error_type}", 0) + 1
-    top = ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])[:5])
+    kinds = Counter(f"{f.stage}/{f.error_type}" for f in failures)
+    top = ", ".join(f"{k}: {v}" for k, v in kinds.most_common(5))
     first = f" First: {failures[0].clip_id}: {failures[0].message}" if failures else ""
     raise StageFailed(
         f"{what}: {n_failed} of {n_total} clips failed ({n_failed / n_total:.1%} > max_error_fraction "

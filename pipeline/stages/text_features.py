@@ -62,17 +62,15 @@ def run(params: Params) -> None:
         if cache:
             cache.save(keys[text], results[text])
 
-    def value(text: str, key: str, default):
-        found = results.get(text)
-        return default if found is None or int(found["n_chunks"]) == 0 else found[key]
-
+    usable = {text: r for text, r in results.items() if int(r["n_chunks"]) > 0}  # no word-pieces = no text
+    found = [usable.get(text) for text in cleaned]
     df = pd.DataFrame(
         {
             "clip_id": manifest["clip_id"],
-            "has_text": [value(t, "n_chunks", 0) > 0 for t in cleaned],  # no word-pieces counts as no text
-            "n_tokens": [int(value(t, "n_tokens", 0)) for t in cleaned],
-            "n_chunks": [int(value(t, "n_chunks", 0)) for t in cleaned],
-            "embedding": [value(t, "embedding", None) for t in cleaned],
+            "has_text": [r is not None for r in found],
+            "n_tokens": [0 if r is None else int(r["n_tokens"]) for r in found],
+            "n_chunks": [0 if r is None else int(r["n_chunks"]) for r in found],
+            "embedding": [None if r is None else r["embedding"] for r in found],
         }
     )
     meta = store_metadata(

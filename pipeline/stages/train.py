@@ -55,7 +55,7 @@ def load_blocks(
     rows = manifest[keep].reset_index(drop=True)
     text_rows = pd.Series(np.arange(len(ids)), index=ids).loc[rows["clip_id"]].to_numpy()
     if text_representation == "tfidf":
-        texts = [clean_text(None if pd.isna(t) else t, **(cleaning or {})) for t in rows["text"]]
+        texts = [clean_text(t, **(cleaning or {})) for t in rows["text"]]
         text_block = np.array(texts, dtype=object)
     else:
         text_block = matrix[text_rows]
