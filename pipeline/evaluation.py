@@ -6,20 +6,35 @@ speaker), grouped so that no group sits in both a training and a test fold.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
+    confusion_matrix,
     f1_score,
+    precision_recall_fscore_support,
     precision_score,
     recall_score,
     roc_auc_score,
 )
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 METRICS = ("f1_macro", "auc_roc_macro", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row indices of one evaluation fold: fit on ``train``, select on ``val``, score ``test``."""
+
+    repeat: int
+    fold: int
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
 
 
 def make_folds(
@@ -29,13 +44,88 @@ def make_folds(
     if groups is not None:
         n_groups = len(np.unique(groups))
         if n_groups < n_folds:
-            raise ValueError(
-                f"only {n_groups} groups for {n_folds} folds; lower train.n_folds or drop the group column"
-            )
+            raise ValueError(f"only {n_groups} groups for {n_folds} folds; lower eval.n_folds or drop the group column")
         splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         return list(splitter.split(np.zeros(len(y)), y, groups))
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(y)), y))
+
+
+def carve_validation(
+    y: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, validation) positions within one training fold: stratified, and grouped when ``groups`` is given.
+
+    Grouped: one fold of a ``round(1 / fraction)``-fold StratifiedGroupKFold, so no
+    artist or speaker sits on both sides of the early-stopping split either.
+    """
+    positions = np.arange(len(y))
+    if groups is not None:
+        n_splits = min(max(2, round(1 / fraction)), len(np.unique(groups)))
+        if n_splits < 2:
+            raise ValueError("a training fold holds a single group; it cannot be split for validation")
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        with warnings.catch_warnings():  # "least populated class < n_splits": fine for one validation fold
+            warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+            fit, val = next(splitter.split(positions, y, groups))
+        return fit, val
+    stratify = y if np.bincount(np.unique(y, return_inverse=True)[1]).min() >= 2 else None
+    n_val = int(np.ceil(fraction * len(y)))
+    if stratify is not None and n_val < len(np.unique(y)):
+        stratify = None  # too few validation clips to hold every class: a plain random split
+    if n_val < 1 or n_val >= len(y):
+        raise ValueError(
+            f"cannot carve a validation split of {fraction:.0%} from {len(y)} training clips; "
+            "change eval.val_fraction or use more clips"
+        )
+    fit, val = train_test_split(positions, test_size=n_val, stratify=stratify, random_state=seed)
+    return np.sort(fit), np.sort(val)
+
+
+FIXED_SPLITS = ("train", "validate", "test")
+
+
+def make_splits(
+    y: np.ndarray,
+    groups: np.ndarray | None,
+    *,
+    scheme: str = "cv",
+    n_folds: int = 5,
+    n_repeats: int = 1,
+    val_fraction: float = 0.15,
+    seed: int = 0,
+    split: np.ndarray | None = None,
+) -> list[Split]:
+    """Every (repeat, fold) of the protocol, each with its own inner validation rows.
+
+    ``cv``: ``n_repeats`` x stratified (grouped) ``n_folds``-fold, repeat r shuffled
+    with seed ``seed + r``; validation carved from each training fold.
+    ``fixed``: one split from ``split`` (values train/validate/test); without
+    ``validate`` rows, validation is carved from ``train``.
+    """
+    if scheme == "fixed":
+        if split is None:
+            raise ValueError("eval.scheme 'fixed' needs a 'split' column in the manifest (train/validate/test)")
+        split = np.asarray(split, dtype=object)
+        unknown = sorted({str(s) for s in split} - set(FIXED_SPLITS))
+        if unknown:
+            raise ValueError(f"manifest split column: unknown value(s) {unknown}; use {FIXED_SPLITS}")
+        train, val, test = (np.flatnonzero(split == name) for name in FIXED_SPLITS)
+        if not len(train) or not len(test):
+            raise ValueError("eval.scheme 'fixed' needs clips with split 'train' and clips with split 'test'")
+        if not len(val):
+            fit, inner = carve_validation(y[train], None if groups is None else groups[train], val_fraction, seed)
+            train, val = train[fit], train[inner]
+        return [Split(0, 0, train, val, test)]
+    if scheme != "cv":
+        raise ValueError(f"unknown eval.scheme {scheme!r}; choose 'cv' or 'fixed'")
+    splits = []
+    for repeat in range(n_repeats):
+        for fold, (train, test) in enumerate(make_folds(y, groups, n_folds, seed + repeat)):
+            inner_groups = None if groups is None else groups[train]
+            fit, inner = carve_validation(y[train], inner_groups, val_fraction, seed + 1000 * repeat + fold)
+            splits.append(Split(repeat, fold, train[fit], train[inner], test))
+    return splits
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
@@ -62,9 +152,9 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
 
 
 def summarize(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """``{metric: {mean, std}}`` over folds (sample std, ddof=1)."""
+    """``{metric: {mean, std}}`` over folds x repeats (sample std, ddof=1)."""
     summary = {}
-    for metric in per_fold[0]:
+    for metric in [m for m in per_fold[0] if m not in ("repeat", "fold")]:
         values = np.array([fold[metric] for fold in per_fold], dtype=float)
         summary[metric] = {
             "mean": float(np.mean(values)),
@@ -73,33 +163,69 @@ def summarize(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return summary
 
 
+def per_class_report(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict:
+    """``per_class`` precision/recall/F1/support and the ``confusion`` matrix (rows: true, columns: predicted)."""
+    labels = np.arange(len(classes))
+    y_pred = proba.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    per_class = {
+        c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+        for c, p, r, f, n in zip(classes, precision, recall, f1, support)
+    }
+    return {"per_class": per_class, "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist()}
+
+
+def without_text(blocks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The blocks with every clip's text removed, as a clip without text arrives."""
+    if "text" not in blocks:
+        return blocks
+    text = blocks["text"]
+    empty = np.full(len(text), "", dtype=object) if text.dtype == object else np.zeros_like(text)
+    removed = {**blocks, "text": empty}
+    if "text_present" in blocks:
+        removed["text_present"] = np.zeros(len(text), dtype=bool)
+    return removed
+
+
 def cross_validate(
     make_learner: Callable[[], object],
     blocks: dict[str, np.ndarray],
     y: np.ndarray,
-    folds: list[tuple[np.ndarray, np.ndarray]],
+    splits: list[Split],
     n_classes: int,
     fitted: list | None = None,
-) -> tuple[np.ndarray, np.ndarray, list[dict[str, float]]]:
-    """Fit a fresh learner per fold on its training rows only.
+) -> tuple[list[np.ndarray], list[dict[str, float]]]:
+    """Fit a fresh learner per split on its ``train`` rows, with its ``val`` rows for selection.
 
-    Returns out-of-fold probabilities (n, n_classes), the fold of each row, and the
-    metrics of each fold. Each fold's fitted learner is appended to ``fitted`` if given.
+    Returns the test-row probabilities of each split ((len(test), n_classes) each) and
+    each split's metrics (plus ``repeat``, ``fold`` and, when the learner reads text,
+    ``f1_macro_text_removed``: macro-F1 with the text of the test clips removed).
+    Each split's fitted learner is appended to ``fitted`` if given.
     """
-    oof = np.full((len(y), n_classes), np.nan)
-    fold_of = np.full(len(y), -1, dtype=np.int32)
-    per_fold = []
-    for k, (train_idx, test_idx) in enumerate(folds):
+    probabilities, per_fold = [], []
+    for split in splits:
         learner = make_learner()
-        learner.fit({m: x[train_idx] for m, x in blocks.items()}, y[train_idx])
-        proba = np.zeros((len(test_idx), n_classes))
-        proba[:, learner.classes_] = learner.predict_proba({m: x[test_idx] for m, x in blocks.items()})
-        oof[test_idx] = proba
-        fold_of[test_idx] = k
-        per_fold.append(classification_metrics(y[test_idx], proba))
+        part = {name: {m: x[getattr(split, name)] for m, x in blocks.items()} for name in ("train", "val", "test")}
+        learner.fit(part["train"], y[split.train], validation=(part["val"], y[split.val]))
+        y_test = y[split.test]
+        proba = predict_all_classes(learner, part["test"], n_classes)
+        probabilities.append(proba)
+        scores = {"repeat": split.repeat, "fold": split.fold, **classification_metrics(y_test, proba)}
+        if "text" in blocks:
+            blind = predict_all_classes(learner, without_text(part["test"]), n_classes)
+            blind_f1 = f1_score(y_test, blind.argmax(axis=1), average="macro", zero_division=0)
+            scores["f1_macro_text_removed"] = float(blind_f1)
+        per_fold.append(scores)
         if fitted is not None:
             fitted.append(learner)
-    return oof, fold_of, per_fold
+    return probabilities, per_fold
+
+
+def predict_all_classes(learner, blocks: dict[str, np.ndarray], n_classes: int) -> np.ndarray:
+    """(n, n_classes) probabilities; zero for classes the learner never saw in training."""
+    proba = np.zeros((len(next(iter(blocks.values()))) if blocks else 0, n_classes))
+    proba[:, learner.classes_] = learner.predict_proba(blocks)
+    return proba
 
 
 def macro_f1_from_labels(y_true, y_pred, n_classes: int) -> np.ndarray:
@@ -135,14 +261,32 @@ def bootstrap_indices(n: int, groups: np.ndarray | None, n_boot: int, seed: int)
     return [np.concatenate([members[g] for g in pick]) for pick in picks]
 
 
+def _resampled_labels(
+    y_true: np.ndarray, labels: np.ndarray, index: list[np.ndarray]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Truth and predictions of each resample; ``labels`` is (n,) or (n_repeats, n): repeats pool per clip."""
+    labels = labels.reshape(-1, len(y_true))
+    truth = [np.tile(y_true[i], len(labels)) for i in index]
+    return truth, [labels[:, i].ravel() for i in index]
+
+
+def pooled_f1(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Macro-F1 of all out-of-fold predictions together; ``proba`` is (n, C) or (n_repeats, n, C)."""
+    truth, pred = _resampled_labels(y_true, proba.argmax(axis=-1), [np.arange(len(y_true))])
+    return float(macro_f1_from_labels(truth, pred, proba.shape[-1])[0])
+
+
 def bootstrap_f1_ci(
     y_true: np.ndarray, proba: np.ndarray, n_boot: int = 1000, seed: int = 0, groups: np.ndarray | None = None
 ) -> list[float]:
-    """95% percentile-bootstrap interval of macro-F1 over the pooled out-of-fold predictions."""
+    """95% percentile-bootstrap interval of the pooled out-of-fold macro-F1.
+
+    ``proba`` is (n, C), or (n_repeats, n, C) for repeated CV: a resample draws clips
+    (or whole groups) and takes every repeat's prediction of each drawn clip.
+    """
     index = bootstrap_indices(len(y_true), groups, n_boot, seed)
-    y_pred = proba.argmax(axis=1)
-    scores = macro_f1_from_labels([y_true[i] for i in index], [y_pred[i] for i in index], proba.shape[1])
-    low, high = np.percentile(scores, [2.5, 97.5])
+    truth, pred = _resampled_labels(y_true, proba.argmax(axis=-1), index)
+    low, high = np.percentile(macro_f1_from_labels(truth, pred, proba.shape[-1]), [2.5, 97.5])
     return [float(low), float(high)]
 
 
@@ -156,16 +300,15 @@ def paired_bootstrap_pvalue(
 ) -> float:
     """Two-sided p-value that variants a and b have equal macro-F1, resampling the same clips for both.
 
-    Rows of a and b must be the same clips in the same order. Identical predictions give
-    1.0; with B resamples the smallest possible value is 2/(B+1).
+    Rows of a and b must be the same clips in the same order (shapes as in
+    :func:`bootstrap_f1_ci`). Identical predictions give 1.0; with B resamples the
+    smallest possible value is 2/(B+1).
     """
     index = bootstrap_indices(len(y_true), groups, n_boot, seed)
-    n_classes = proba_a.shape[1]
-    pred_a, pred_b = proba_a.argmax(axis=1), proba_b.argmax(axis=1)
-    truth = [y_true[i] for i in index]
-    diff = macro_f1_from_labels(truth, [pred_a[i] for i in index], n_classes) - macro_f1_from_labels(
-        truth, [pred_b[i] for i in index], n_classes
-    )
+    n_classes = proba_a.shape[-1]
+    truth, pred_a = _resampled_labels(y_true, proba_a.argmax(axis=-1), index)
+    _, pred_b = _resampled_labels(y_true, proba_b.argmax(axis=-1), index)
+    diff = macro_f1_from_labels(truth, pred_a, n_classes) - macro_f1_from_labels(truth, pred_b, n_classes)
     if np.all(diff == 0):
         return 1.0
     tail = min(np.sum(diff <= 0), np.sum(diff >= 0))

@@ -6,7 +6,9 @@ blocks are combined:
 - ``audio`` / ``text``: one modality alone;
 - ``concat``: blocks side by side, width = sum of widths;
 - ``product``: elementwise product (blocks of equal width ``h``);
-- ``mean``: elementwise mean (blocks of equal width ``h``).
+- ``mean``: elementwise mean (blocks of equal width ``h``);
+- ``late``: no fused block: an audio-only and a text-only model's probabilities are
+  averaged (see :mod:`pipeline.models.late`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from functools import reduce
 from operator import mul
 from typing import Any
 
-FUSIONS = ("audio", "text", "concat", "product", "mean")
+FUSIONS = ("audio", "text", "concat", "product", "mean", "late")
 MODALITIES = ("audio", "text")
 ELEMENTWISE = ("product", "mean")
 

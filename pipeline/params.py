@@ -109,8 +109,31 @@ class TextParams(TextConfig):
 
 
 @dataclass(frozen=True)
+class EvalParams:
+    """The evaluation protocol: which clips train, select and test each model.
+
+    scheme: ``cv`` (repeated stratified K-fold, grouped by the manifest's ``group``
+    when present) or ``fixed`` (the manifest's ``split`` column: ``train``,
+    ``validate``, ``test``; fit on train, select on validate, score test once).
+    val_fraction: share of each training fold carved off (stratified, grouped) as the
+    inner validation split for early stopping and late-fusion weights (cv; fixed
+    without ``validate`` rows). n_boot: bootstrap resamples of the CIs and paired tests.
+    """
+
+    scheme: str = "cv"
+    n_folds: int = 5
+    n_repeats: int = 1
+    val_fraction: float = 0.15
+    n_boot: int = 1000
+
+
+@dataclass(frozen=True)
 class MLPParams:
-    """Small torch fusion head (per-modality encoder -> fusion -> classifier)."""
+    """Small torch fusion head: per-modality encoder (Linear, LayerNorm, ReLU, Dropout) -> fusion -> classifier.
+
+    grad_clip: max gradient norm (0 = no clipping). lr_step: multiply the learning
+    rate by 0.5 every ``lr_step`` epochs (0 = constant).
+    """
 
     hidden: int = 64
     dropout: float = 0.3
@@ -119,6 +142,35 @@ class MLPParams:
     batch_size: int = 32
     max_epochs: int = 200
     patience: int = 20
+    grad_clip: float = 1.0
+    lr_step: int = 0
+
+
+@dataclass(frozen=True)
+class MultitaskParams(MLPParams):
+    """The mlp's encoders with three heads (fused, audio-only, text-only), trained on a weighted loss sum.
+
+    loss_weights: weights of the fused, audio and text heads' losses; predictions come
+    from the fused head.
+    """
+
+    loss_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.5])
+
+
+@dataclass(frozen=True)
+class CNNParams(MLPParams):
+    """Seed CNN on the log-mel store: 2 x (Conv 32@4x4 stride 2, ReLU, MaxPool 2x2), global pooling.
+
+    Adam (``weight_decay`` 0) with the learning rate halved every ``lr_step`` epochs;
+    the epoch with the lowest inner-validation loss is kept.
+    """
+
+    hidden: int = 32
+    dropout: float = 0.2
+    weight_decay: float = 0.0
+    max_epochs: int = 40
+    patience: int = 6
+    lr_step: int = 10
 
 
 @dataclass(frozen=True)
@@ -131,7 +183,6 @@ class LGBMParams:
     min_child_samples: int = 10
     subsample: float = 0.8
     colsample_bytree: float = 0.5
-    n_jobs: int = 2
 
 
 @dataclass(frozen=True)
@@ -144,21 +195,25 @@ class LogRegParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    """Evaluation protocol and learner settings.
+    """Learner settings.
 
-    audio_sets: which audio stores form the audio modality, concatenated per clip:
-    ``descriptors`` (features/audio.parquet), ``essentia`` (features/essentia.parquet).
+    audio_sets: which audio stores form the audio modality of the vector learners,
+    concatenated per clip: ``descriptors`` (features/audio.parquet), ``essentia``
+    (features/essentia.parquet); the cnn reads features/melspec.parquet instead.
     pca_dim: width ``h`` each modality is projected to (PCA, fitted inside the
     training fold) before the elementwise ``product``/``mean`` fusions of the
-    classical learners. val_fraction: share of each training fold held out for
-    early stopping of the torch head.
+    classical learners. class_weight: ``null`` or ``balanced`` (weights inversely
+    proportional to class frequency, for every learner but dummy). n_threads: torch
+    and LightGBM threads (fixed, so that results are reproducible).
     """
 
-    n_folds: int = 5
     audio_sets: list[str] = field(default_factory=lambda: ["descriptors"])
     pca_dim: int = 32
-    val_fraction: float = 0.15
+    class_weight: str | None = None
+    n_threads: int = 2
     mlp: MLPParams = field(default_factory=MLPParams)
+    multitask: MultitaskParams = field(default_factory=MultitaskParams)
+    cnn: CNNParams = field(default_factory=CNNParams)
     lgbm: LGBMParams = field(default_factory=LGBMParams)
     logreg: LogRegParams = field(default_factory=LogRegParams)
 
@@ -175,6 +230,7 @@ class Params:
     audio: AudioParams = field(default_factory=AudioParams)
     essentia: EssentiaParams = field(default_factory=EssentiaParams)
     text: TextParams = field(default_factory=TextParams)
+    eval: EvalParams = field(default_factory=EvalParams)
     train: TrainParams = field(default_factory=TrainParams)
 
 
@@ -253,10 +309,23 @@ def validate(params: Params) -> None:
         raise ParamsError(f"params: dataset.kind must be one of {kinds}, got {params.dataset.kind!r}")
     if params.dataset.kind == "manifest" and not params.dataset.manifest:
         raise ParamsError("params: dataset.kind 'manifest' needs dataset.manifest: PATH (a CSV or Parquet file)")
-    if params.train.n_folds < 2:
-        raise ParamsError(f"params: train.n_folds must be >= 2, got {params.train.n_folds}")
-    if not 0 < params.train.val_fraction < 0.5:
-        raise ParamsError(f"params: train.val_fraction must be in (0, 0.5), got {params.train.val_fraction}")
+    ev = params.eval
+    if ev.scheme not in ("cv", "fixed"):
+        raise ParamsError(f"params: eval.scheme must be 'cv' or 'fixed', got {ev.scheme!r}")
+    if ev.n_folds < 2:
+        raise ParamsError(f"params: eval.n_folds must be >= 2, got {ev.n_folds}")
+    if ev.n_repeats < 1:
+        raise ParamsError(f"params: eval.n_repeats must be >= 1, got {ev.n_repeats}")
+    if ev.scheme == "fixed" and ev.n_repeats != 1:
+        raise ParamsError("params: eval.n_repeats applies to scheme 'cv'; the fixed split is scored once (set it to 1)")
+    if ev.n_boot < 100:
+        raise ParamsError(f"params: eval.n_boot must be >= 100 bootstrap resamples, got {ev.n_boot}")
+    if not 0 < ev.val_fraction < 0.5:
+        raise ParamsError(f"params: eval.val_fraction must be in (0, 0.5), got {ev.val_fraction}")
+    if params.train.class_weight not in (None, "balanced"):
+        raise ParamsError(f"params: train.class_weight must be null or 'balanced', got {params.train.class_weight!r}")
+    if len(params.train.multitask.loss_weights) != 3 or min(params.train.multitask.loss_weights) < 0:
+        raise ParamsError("params: train.multitask.loss_weights must be 3 non-negative numbers (fused, audio, text)")
     for section in ("audio", "essentia"):
         if not 0 <= getattr(params, section).max_error_fraction <= 1:
             raise ParamsError(f"params: {section}.max_error_fraction must be in [0, 1]")

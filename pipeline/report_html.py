@@ -59,7 +59,7 @@ def f1_bars(table: pd.DataFrame) -> str:
     """Grouped bars: pooled out-of-fold macro-F1 per fusion (groups) and learner (bars), 95% CI as error bars."""
     models = sorted(table["model"].unique())
     fusions = [f for f in FUSIONS if f in set(table["fusion"])]
-    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    fig, ax = plt.subplots(figsize=(9, 3.4))
     width = 0.8 / len(models)
     for i, model in enumerate(models):
         rows = table[table["model"] == model].set_index("fusion").reindex(fusions)
@@ -71,7 +71,7 @@ def f1_bars(table: pd.DataFrame) -> str:
     ax.set_xticks(np.arange(len(fusions)) + width * (len(models) - 1) / 2, fusions)
     ax.set_ylabel("macro-F1")
     ax.set_ylim(0, 1)
-    ax.legend(ncol=len(models), fontsize=8, loc="upper left")
+    ax.legend(ncol=len(models), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return svg(fig)
 

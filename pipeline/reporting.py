@@ -18,8 +18,8 @@ from pipeline.evaluation import (
     METRICS,
     bootstrap_f1_ci,
     classification_metrics,
-    macro_f1_from_labels,
     paired_bootstrap_pvalue,
+    pooled_f1,
 )
 from pipeline.fusion import MODALITIES
 from pipeline.store import read_store
@@ -32,7 +32,20 @@ METRIC_TITLES = {
     "precision_macro": "precision",
     "recall_macro": "recall",
 }
-N_BOOT = 1000
+# Fused variants are tested against the best unimodal variant of the same learner. The
+# multi-task head has no unimodal variants of its own, so its references are the mlp's
+# (same encoders, one head); the cnn has no text-only variant, and its text branch is
+# the mlp's text encoder, so its references are cnn-audio and mlp-text.
+CHANCE = ("dummy", "none")
+
+
+def unimodal_references(model: str) -> list[tuple[str, str]]:
+    """The (model, fusion) variants a fused variant of ``model`` is compared with."""
+    if model == "multitask":
+        return [("mlp", "audio"), ("mlp", "text")]
+    if model == "cnn":
+        return [("cnn", "audio"), ("mlp", "text")]
+    return [(model, "audio"), (model, "text")]
 
 
 def load_runs(models_dir: str | Path) -> dict[tuple[str, str], dict]:
@@ -52,26 +65,29 @@ def load_runs(models_dir: str | Path) -> dict[tuple[str, str], dict]:
 
 
 def oof_arrays(oof: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(class indices of the true labels, (n, n_classes) probabilities), rows sorted by clip_id."""
-    oof = oof.sort_values("clip_id")
-    y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    return y, oof[[f"proba_{c}" for c in classes]].to_numpy()
+    """(class indices of the true labels (n,), probabilities (n_repeats, n, n_classes)), clips sorted by clip_id."""
+    oof = oof.sort_values(["repeat", "clip_id"])
+    n_repeats = oof["repeat"].nunique()
+    first = oof[oof["repeat"] == oof["repeat"].min()]
+    y = first["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    proba = oof[[f"proba_{c}" for c in classes]].to_numpy().reshape(n_repeats, len(first), len(classes))
+    return y, proba
 
 
 def check_comparable(runs: dict[tuple[str, str], dict], models_dir: str | Path = "models") -> np.ndarray:
     """The clip_ids every run was scored on; raises when runs differ (stale or foreign folders)."""
     reference = None
     for (model, fusion), run in sorted(runs.items()):
-        ids = np.sort(run["oof"]["clip_id"].to_numpy())
-        key = (tuple(run["metrics"]["classes"]), tuple(ids))
+        oof = run["oof"].sort_values(["repeat", "clip_id"])
+        key = (tuple(run["metrics"]["classes"]), tuple(oof["repeat"]), tuple(oof["clip_id"]))
         if reference is None:
             reference, first = key, f"{model}-{fusion}"
         elif key != reference:
             raise ValueError(
-                f"{models_dir}/{model}-{fusion} was scored on other clips or classes than {models_dir}/{first}; "
-                "rerun its train stage (`dvc repro`) or delete the stale folder"
+                f"{models_dir}/{model}-{fusion} was scored on other clips, repeats or classes than "
+                f"{models_dir}/{first}; rerun its train stage (`dvc repro`) or delete the stale folder"
             )
-    return np.array(reference[1])
+    return np.unique(reference[2])
 
 
 def sorted_groups(runs: dict[tuple[str, str], dict], manifest: pd.DataFrame | None) -> np.ndarray | None:
@@ -79,39 +95,48 @@ def sorted_groups(runs: dict[tuple[str, str], dict], manifest: pd.DataFrame | No
     run = next(iter(runs.values()))
     if manifest is None or not run["metrics"].get("grouped"):
         return None
-    ids = np.sort(run["oof"]["clip_id"].to_numpy())
+    ids = np.unique(run["oof"]["clip_id"].to_numpy())
     return manifest.set_index("clip_id").loc[ids, "group"].to_numpy()
 
 
 def collect_metrics(
-    runs: dict[tuple[str, str], dict], seed: int = 0, groups: np.ndarray | None = None
+    runs: dict[tuple[str, str], dict], seed: int = 0, groups: np.ndarray | None = None, n_boot: int = 1000
 ) -> dict[str, dict[str, dict]]:
-    """``{model: {fusion: {metric: {mean, std}, f1_macro_pooled, f1_macro_ci95: [lo, hi], p_value_vs_best_unimodal}}}``.
+    """``{model: {fusion: {metric: {mean, std}, f1_macro_pooled, f1_macro_ci95, ...vs_best_unimodal}}}``.
 
-    ``f1_macro_pooled`` is the macro-F1 of all out-of-fold predictions together, the
-    quantity whose 95% bootstrap interval ``f1_macro_ci95`` gives. The p-value (paired
-    bootstrap on the same clips) is given for fused variants, ``None`` for unimodal
-    ones. With ``groups`` (clip_id order), the bootstrap resamples whole groups.
+    ``f1_macro_pooled`` is the macro-F1 of all out-of-fold predictions together (every
+    repeat), the quantity whose 95% bootstrap interval ``f1_macro_ci95`` gives. Each
+    fused variant is compared with the reference unimodal variant of highest pooled
+    macro-F1 (:func:`unimodal_references`, named in ``best_unimodal``):
+    ``f1_delta_vs_best_unimodal`` is the difference of pooled macro-F1 (positive: the
+    fusion is better) and ``p_value_vs_best_unimodal`` the two-sided paired-bootstrap
+    p-value on the same clips; all three are ``None`` for unimodal variants and the
+    dummy. With ``groups`` (clip_id order), the bootstrap resamples whole groups.
     """
     check_comparable(runs)
+    arrays = {key: oof_arrays(run["oof"], run["metrics"]["classes"]) for key, run in runs.items()}
+    pooled = {key: pooled_f1(*arrays[key]) for key in runs}
     metrics: dict[str, dict[str, dict]] = {}
     for (model, fusion), run in sorted(runs.items()):
-        y, proba = oof_arrays(run["oof"], run["metrics"]["classes"])
+        y, proba = arrays[(model, fusion)]
         entry = dict(run["metrics"]["summary"])
-        entry["f1_macro_pooled"] = float(macro_f1_from_labels(y, proba.argmax(axis=1), proba.shape[1])[0])
-        entry["f1_macro_ci95"] = bootstrap_f1_ci(y, proba, N_BOOT, seed, groups)
-        entry["p_value_vs_best_unimodal"] = None
-        unimodal = [(f, r) for (m, f), r in runs.items() if m == model and f in MODALITIES]
-        if fusion not in MODALITIES and unimodal:
-            _, best = max(unimodal, key=lambda fr: fr[1]["metrics"]["summary"]["f1_macro"]["mean"])
-            _, proba_best = oof_arrays(best["oof"], best["metrics"]["classes"])
-            entry["p_value_vs_best_unimodal"] = paired_bootstrap_pvalue(y, proba, proba_best, N_BOOT, seed, groups)
+        entry["f1_macro_pooled"] = pooled[(model, fusion)]
+        entry["f1_macro_ci95"] = bootstrap_f1_ci(y, proba, n_boot, seed, groups)
+        entry["best_unimodal"] = entry["f1_delta_vs_best_unimodal"] = entry["p_value_vs_best_unimodal"] = None
+        references = [key for key in unimodal_references(model) if key in runs]
+        if fusion not in MODALITIES and (model, fusion) != CHANCE and references:
+            best = max(references, key=pooled.__getitem__)
+            entry["best_unimodal"] = "-".join(best)
+            entry["f1_delta_vs_best_unimodal"] = pooled[(model, fusion)] - pooled[best]
+            entry["p_value_vs_best_unimodal"] = paired_bootstrap_pvalue(y, proba, arrays[best][1], n_boot, seed, groups)
         metrics.setdefault(model, {})[fusion] = entry
     return metrics
 
 
 def chance_metrics(runs: dict[tuple[str, str], dict]) -> dict[str, float]:
-    """Metrics of always predicting the most frequent class (probabilities = class shares)."""
+    """Mean metrics of the dummy learner, or (without a dummy run) of predicting the class shares of all clips."""
+    if CHANCE in runs:
+        return {m: v["mean"] for m, v in runs[CHANCE]["metrics"]["summary"].items() if m in METRICS}
     run = next(iter(runs.values()))
     y, _ = oof_arrays(run["oof"], run["metrics"]["classes"])
     prior = np.bincount(y, minlength=len(run["metrics"]["classes"])) / len(y)
@@ -121,10 +146,16 @@ def chance_metrics(runs: dict[tuple[str, str], dict]) -> dict[str, float]:
 def leaderboard(
     metrics: dict[str, dict[str, dict]], train_seconds: dict[tuple[str, str], float] | None = None
 ) -> pd.DataFrame:
-    """One row per model x fusion: mean and std of each metric, CI, p-value, train time; best macro-F1 first."""
+    """One row per model x fusion (the dummy is the chance row, not ranked): metrics, CI, p-value, robustness, time.
+
+    Best macro-F1 first; ``f1_macro_text_removed_*`` is the macro-F1 when the text of the
+    test clips is removed (variants that read text).
+    """
     rows = []
     for model, fusions in metrics.items():
         for fusion, summary in fusions.items():
+            if (model, fusion) == CHANCE:
+                continue
             row = {"model": model, "fusion": fusion}
             for metric in METRICS:
                 row[f"{metric}_mean"] = summary[metric]["mean"]
@@ -132,7 +163,12 @@ def leaderboard(
             row["f1_macro_pooled"] = summary.get("f1_macro_pooled")
             ci = summary.get("f1_macro_ci95") or [None, None]
             row["f1_macro_ci95_low"], row["f1_macro_ci95_high"] = ci
+            row["best_unimodal"] = summary.get("best_unimodal")
+            row["f1_delta_vs_best_unimodal"] = summary.get("f1_delta_vs_best_unimodal")
             row["p_value_vs_best_unimodal"] = summary.get("p_value_vs_best_unimodal")
+            removed = summary.get("f1_macro_text_removed") or {}
+            row["f1_macro_text_removed_mean"] = removed.get("mean")
+            row["f1_macro_text_removed_std"] = removed.get("std")
             row["train_seconds"] = (train_seconds or {}).get((model, fusion))
             rows.append(row)
     table = pd.DataFrame(rows).sort_values(["f1_macro_mean", "model", "fusion"], ascending=[False, True, True])
@@ -143,10 +179,13 @@ def leaderboard(
 def data_summary(runs: dict[tuple[str, str], dict]) -> str:
     """One sentence on the clips every variant was scored on (all variants share them)."""
     run = next(iter(runs.values()))["metrics"]
-    parts = [
-        f"{run['n_clips']} clips, {len(run['classes'])} classes, {run['n_folds']} folds"
-        + (" grouped" if run.get("grouped") else "")
-    ]
+    if run.get("scheme") == "fixed":
+        protocol = f"fixed split: {run['n_test_clips']} test clips scored once"
+    else:
+        repeats = run.get("n_repeats", 1)
+        protocol = f"{run['n_folds']}-fold CV" + (f" x {repeats} repeats" if repeats > 1 else "")
+        protocol += " grouped" if run.get("grouped") else ""
+    parts = [f"{run['n_clips']} clips, {len(run['classes'])} classes, {protocol}"]
     if run.get("n_without_text"):
         parts.append(f"{run['n_without_text']} clips without text (text modality treated as missing)")
     if run.get("n_excluded"):
@@ -166,12 +205,18 @@ def display_rows(table: pd.DataFrame, chance: dict[str, float] | None = None) ->
                 "" if lo is None or pd.isna(lo) else f"[{lo:.3f}, {hi:.3f}]"
                 for lo, hi in zip(table["f1_macro_ci95_low"], table["f1_macro_ci95_high"])
             ]
-    out["p vs best unimodal"] = [
-        "" if p is None or pd.isna(p) else f"{p:.3f}" for p in table["p_value_vs_best_unimodal"]
+    out["ΔF1 vs best unimodal"] = [
+        "" if d is None or pd.isna(d) else f"{d:+.3f} ({ref})"
+        for d, ref in zip(table["f1_delta_vs_best_unimodal"], table["best_unimodal"])
+    ]
+    out["p"] = ["" if p is None or pd.isna(p) else f"{p:.3f}" for p in table["p_value_vs_best_unimodal"]]
+    out["F1 text removed"] = [
+        "" if m is None or pd.isna(m) else f"{m:.3f} ± {s:.3f}"
+        for m, s in zip(table["f1_macro_text_removed_mean"], table["f1_macro_text_removed_std"])
     ]
     out["train s"] = ["" if t is None or pd.isna(t) else f"{t:.1f}" for t in table["train_seconds"]]
     if chance is not None:
-        row = {"rank": "–", "model": "chance", "fusion": "majority class"}
+        row = {"rank": "–", "model": "chance", "fusion": "dummy (majority class)"}
         row.update({METRIC_TITLES[m]: f"{chance[m]:.3f}" for m in METRICS})
         out = pd.concat([out, pd.DataFrame([row])], ignore_index=True).fillna("")
     return out
@@ -186,8 +231,10 @@ def leaderboard_markdown(rows: pd.DataFrame, summary: str = "") -> str:
             cells[1:3] = [f"**{c}**" for c in cells[1:3]]
         lines.append("| " + " | ".join(cells) + " |")
     return (
-        "# Leaderboard\n\nOut-of-fold metrics, mean ± std over cross-validation folds, sorted by macro-F1; "
-        "95% bootstrap CI of the pooled out-of-fold macro-F1; paired-bootstrap p-value of each fused variant "
-        "against the best unimodal variant of the same learner.\nRank 1 (bold) is the best variant; the last row is "
-        "chance." + (f"\n{summary}" if summary else "") + "\n\n" + "\n".join(lines) + "\n"
+        "# Leaderboard\n\nOut-of-fold metrics, mean ± std over test folds (x repeats), sorted by macro-F1; "
+        "95% bootstrap CI of the pooled out-of-fold macro-F1; for each fused variant, the difference of pooled "
+        "macro-F1 to the best unimodal variant of the same learner (named; multitask: the mlp's, cnn: cnn-audio or "
+        "mlp-text) and its two-sided paired-bootstrap p-value; macro-F1 with the text of the test clips removed "
+        "(robustness to a missing modality).\nRank 1 (bold) is the best variant; the last row is chance (the dummy "
+        "learner)." + (f"\n{summary}" if summary else "") + "\n\n" + "\n".join(lines) + "\n"
     )

@@ -96,9 +96,15 @@ def text_schema(dim: int) -> pa.Schema:
 
 
 def oof_schema(classes: Iterable[str]) -> pa.Schema:
-    """``models/<variant>/oof.parquet``: out-of-fold class probabilities per clip."""
+    """``models/<variant>/oof.parquet``: out-of-fold class probabilities per clip and repeat."""
     return pa.schema(
-        [("clip_id", pa.string()), ("fold", pa.int32()), ("label", pa.string()), ("predicted", pa.string())]
+        [
+            ("clip_id", pa.string()),
+            ("repeat", pa.int32()),
+            ("fold", pa.int32()),
+            ("label", pa.string()),
+            ("predicted", pa.string()),
+        ]
         + [(f"proba_{c}", pa.float64()) for c in classes]
     )
 

@@ -18,7 +18,13 @@ TINY_OVERRIDES = {
     "demo": {"n_clips": 40, "duration_s": 2.0},
     "executor": {"n_jobs": 2},
     "audio": {"melspec_frames": 64},
-    "train": {"n_folds": 4, "mlp": {"max_epochs": 30, "patience": 5}, "lgbm": {"n_estimators": 40}},
+    "eval": {"n_folds": 4},
+    "train": {
+        "mlp": {"max_epochs": 30, "patience": 5},
+        "multitask": {"max_epochs": 30, "patience": 5},
+        "cnn": {"max_epochs": 8, "patience": 4},
+        "lgbm": {"n_estimators": 40},
+    },
 }
 
 

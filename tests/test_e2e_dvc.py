@@ -24,7 +24,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     for name in ("dvc.yaml", "pipeline"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    write_params(tmp_path, {"train": {"n_folds": 3}})
+    write_params(tmp_path, {"eval": {"n_folds": 3}})
     bin_dir = Path(sys.executable).parent
     env = {  # Python's defaults: compiled .pyc files land beside the code DVC hashes
         **os.environ,
@@ -41,11 +41,16 @@ def test_dvc_repro_end_to_end(tmp_path):
     run([str(bin_dir / "dvc"), "repro"], tmp_path, env)
 
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    every = ["audio", "concat", "late", "mean", "product", "text"]
     assert {m: sorted(f) for m, f in metrics.items()} == {
-        m: ["audio", "concat", "mean", "product", "text"] for m in ("lgbm", "logreg", "mlp")
+        **{m: every for m in ("lgbm", "logreg", "mlp")},
+        "multitask": ["concat", "mean", "product"],
+        "cnn": ["audio", "concat", "late", "mean", "product"],
+        "dummy": ["none"],
     }
-    for fusions in metrics.values():
-        for summary in fusions.values():
+    for model, fusions in metrics.items():
+        for fusion, summary in fusions.items():
+            reads_text = model != "dummy" and fusion != "audio"
             assert set(summary) == {
                 "f1_macro",
                 "auc_roc_macro",
@@ -56,9 +61,10 @@ def test_dvc_repro_end_to_end(tmp_path):
                 "f1_macro_ci95",
                 "f1_macro_pooled",
                 "p_value_vs_best_unimodal",
-            }
-            assert summary["f1_macro"]["std"] > 0  # real per-fold spread, not a constant
-    assert (tmp_path / "reports" / "leaderboard.md").read_text().count("\n| ") == 17  # header, 15 rows, chance
+            } | ({"f1_macro_text_removed"} if reads_text else set())
+            assert summary["f1_macro"]["std"] > 0 or model == "dummy"  # real per-fold spread, not a constant
+    assert (tmp_path / "reports" / "leaderboard.md").read_text().count("\n| ") == 28  # header, 26 rows, chance
+    assert (tmp_path / "models" / "cnn-late" / "folds" / "fold2" / "audio" / "head.pt").exists()
     assert (tmp_path / "dvc.lock").exists()
 
     assert (tmp_path / "reports" / "index.html").read_text().count("<svg") >= 7

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.evaluation import METRICS, classification_metrics, make_folds, summarize
+from pipeline.evaluation import METRICS, classification_metrics, make_folds, make_splits, summarize
 
 
 def test_perfect_and_known_predictions():
@@ -110,3 +110,64 @@ def test_paired_bootstrap_separates_equal_from_clearly_better():
     assert paired_bootstrap_pvalue(y, strong, weak) < 0.05
     similar = np.eye(4)[np.where(rng.random(400) < 0.4, y, rng.integers(0, 4, 400))]
     assert paired_bootstrap_pvalue(y, similar, weak) > 0.05
+
+
+def test_repeated_grouped_cv_keeps_groups_apart_in_test_and_validation():
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"singer{i}" for i in range(12)], 10)
+    y = rng.integers(0, 3, 120)
+    splits = make_splits(y, groups, n_folds=4, n_repeats=3, val_fraction=0.2, seed=5)
+    assert [(s.repeat, s.fold) for s in splits] == [(r, k) for r in range(3) for k in range(4)]
+    for s in splits:
+        sets = [set(groups[rows]) for rows in (s.train, s.val, s.test)]
+        assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+        assert sorted(np.r_[s.train, s.val, s.test].tolist()) == list(range(120))
+        assert 0.1 < len(s.val) / (len(s.train) + len(s.val)) < 0.35
+    tests = [tuple(s.test) for s in splits]
+    assert len(set(tests)) == len(tests)  # repeats reshuffle the folds
+
+
+def test_fixed_scheme_uses_the_split_column_and_carves_validation_when_absent():
+    y = np.tile([0, 1], 10)
+    split = np.array(["train"] * 12 + ["validate"] * 4 + ["test"] * 4, dtype=object)
+    (s,) = make_splits(y, None, scheme="fixed", split=split)
+    assert (
+        s.train.tolist() == list(range(12))
+        and s.val.tolist() == [12, 13, 14, 15]
+        and s.test.tolist() == [16, 17, 18, 19]
+    )
+    split[12:16] = "train"
+    (s,) = make_splits(y, None, scheme="fixed", split=split, val_fraction=0.25)
+    assert len(s.val) == 4 and set(s.train) | set(s.val) == set(range(16)) and s.test.tolist() == [16, 17, 18, 19]
+    split[0] = "dev"
+    with pytest.raises(ValueError, match=r"unknown value\(s\) \['dev'\]"):
+        make_splits(y, None, scheme="fixed", split=split)
+    with pytest.raises(ValueError, match="needs clips with split 'train' and clips with split 'test'"):
+        make_splits(y, None, scheme="fixed", split=np.array(["train"] * 20, dtype=object))
+
+
+def test_per_class_report_and_confusion():
+    from pipeline.evaluation import per_class_report
+
+    y = np.array([0, 0, 0, 1, 1, 2])
+    proba = np.eye(3)[[0, 0, 1, 1, 1, 0]]
+    report = per_class_report(y, proba, ["a", "b", "c"])
+    assert report["confusion"] == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert report["per_class"]["a"] == {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3}
+    assert report["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+
+
+def test_repeats_pool_per_clip_in_the_bootstrap():
+    from pipeline.evaluation import bootstrap_f1_ci, paired_bootstrap_pvalue, pooled_f1
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 300)
+    repeats = np.stack([np.eye(4)[np.where(rng.random(300) < 0.6, y, rng.integers(0, 4, 300))] for _ in range(3)])
+    pooled = pooled_f1(y, repeats)
+    from pipeline.evaluation import macro_f1_from_labels
+
+    expected = macro_f1_from_labels(np.tile(y, 3), repeats.argmax(axis=-1).ravel(), 4)[0]
+    assert pooled == pytest.approx(expected)
+    low, high = bootstrap_f1_ci(y, repeats, seed=0)
+    assert low < pooled < high
+    assert paired_bootstrap_pvalue(y, repeats, repeats.copy()) == 1.0

@@ -45,8 +45,8 @@ def test_modalities_per_variant():
     assert modalities_for("audio") == ("audio",)
     assert modalities_for("text") == ("text",)
     assert all(modalities_for(f) == ("audio", "text") for f in FUSIONS[2:])
-    with pytest.raises(ValueError, match="unknown fusion 'late'"):
-        modalities_for("late")
+    with pytest.raises(ValueError, match="unknown fusion 'early'"):
+        modalities_for("early")
 
 
 def test_missing_modality_masks(blocks):

@@ -30,7 +30,7 @@ def test_valid_manifest_gets_all_columns_sorted_by_id():
         (lambda df: df.drop(columns="label"), r"missing required column\(s\) \['label'\]"),
         (lambda df: df.assign(clip_id=["x"] * len(df)), r"duplicate clip_id\(s\) \['x'\]"),
         (lambda df: df.assign(label=[""] + list(df["label"][1:])), "1 clip\\(s\\) have no label, e.g. happy_0"),
-        (lambda df: df.head(7), "fewer clips than train.n_folds=5: 'sad' has 2"),
+        (lambda df: df.head(7), "fewer clips than eval.n_folds=5: 'sad' has 2"),
         (lambda df: df[df["label"] == "happy"], "only one class"),
         (lambda df: df.assign(clip_id=[" "] + list(df["clip_id"][1:])), "blank clip_id"),
     ],
@@ -78,7 +78,7 @@ def test_group_must_be_all_or_nothing():
     df = manifest().assign(group=["s1", None] + ["s2"] * 8)
     with pytest.raises(ManifestError, match="1 of 10 clips have no group \\(e.g. happy_1\\)"):
         valid(df)
-    with pytest.raises(ManifestError, match="only 2 distinct groups for train.n_folds=5"):
+    with pytest.raises(ManifestError, match="only 2 distinct groups for eval.n_folds=5"):
         valid(manifest().assign(group=["s1", "s2"] * 5))
 
 

@@ -1,39 +1,65 @@
+from typing import ClassVar
+
 import numpy as np
 import pytest
 import torch
 
-from pipeline.evaluation import cross_validate, make_folds
+from pipeline.evaluation import cross_validate, make_splits
 from pipeline.models import LEARNERS, make_learner
+from pipeline.models.artifacts import load_learner
 from pipeline.models.classical import ClassicalFusionClassifier
+from pipeline.models.late import LateFusionClassifier
 from pipeline.models.torch_head import FusionHead
-from pipeline.params import LGBMParams, MLPParams, TrainParams
+from pipeline.params import CNNParams, LGBMParams, MLPParams, MultitaskParams, TrainParams
 
-FAST = TrainParams(mlp=MLPParams(max_epochs=60, patience=10), lgbm=LGBMParams(n_estimators=60))
+FAST = TrainParams(
+    mlp=MLPParams(max_epochs=60, patience=10),
+    multitask=MultitaskParams(max_epochs=60, patience=10),
+    cnn=CNNParams(max_epochs=25, patience=8, lr=3e-3),
+    lgbm=LGBMParams(n_estimators=60),
+)
 
 
-def two_axis_problem(n=240, seed=0):
-    """4 classes = (sign of axis A) x (sign of axis B); modality 'audio' sees A, 'text' sees B."""
+def two_axis_problem(n=240, seed=0, spectrogram=False):
+    """4 classes = (sign of axis A) x (sign of axis B); modality 'audio' sees A, 'text' sees B.
+
+    With ``spectrogram``, audio is a (n, 32, 40) "log-mel" whose low bands are loud when A > 0.
+    """
     rng = np.random.default_rng(seed)
     a, b = rng.choice([-1, 1], n), rng.choice([-1, 1], n)
     y = (a > 0) * 2 + (b > 0)
-    audio = np.column_stack([a + rng.normal(0, 0.5, n), rng.normal(size=(n, 7))])
+    if spectrogram:
+        audio = rng.normal(size=(n, 32, 40)).astype(np.float32)
+        audio[:, :8, :] += 1.0 * a[:, None, None]
+    else:
+        audio = np.column_stack([a + rng.normal(0, 0.5, n), rng.normal(size=(n, 7))])
     text = np.column_stack([b + rng.normal(0, 0.5, n), rng.normal(size=(n, 11))])
     return {"audio": audio, "text": text}, y
 
 
-def oof_accuracy(name, fusion, blocks, y):
-    folds = make_folds(y, None, 4, seed=0)
-    oof, _, _ = cross_validate(lambda: make_learner(name, fusion, FAST, seed=0), blocks, y, folds, 4)
-    return float((oof.argmax(axis=1) == y).mean())
+def oof_accuracy(name, fusion, blocks, y, params=FAST):
+    splits = make_splits(y, None, n_folds=4, seed=0)
+    probabilities, _ = cross_validate(lambda: make_learner(name, fusion, params, seed=0), blocks, y, splits, 4)
+    test = np.concatenate([s.test for s in splits])
+    return float((np.concatenate(probabilities).argmax(axis=1) == y[test]).mean())
 
 
-@pytest.mark.parametrize("name", LEARNERS)
-def test_each_learner_fuses_two_half_informative_modalities(name):
-    blocks, y = two_axis_problem()
+@pytest.mark.parametrize("name", [n for n in LEARNERS if n != "dummy"])
+def test_each_learner_fuses_two_half_informative_modalities_and_beats_dummy(name):
+    blocks, y = two_axis_problem(spectrogram=name == "cnn")
+    chance = oof_accuracy("dummy", "none", blocks, y)
     audio_only = oof_accuracy(name, "audio", blocks, y)
     fused = oof_accuracy(name, "concat", blocks, y)
+    assert chance < 0.3  # majority class of four balanced-ish classes
     assert 0.35 < audio_only < 0.65  # one axis of two: about half of the classes
     assert fused > 0.8 and fused > audio_only + 0.2
+
+
+@pytest.mark.parametrize("name", ["logreg", "mlp"])
+def test_late_fusion_beats_each_modality(name):
+    blocks, y = two_axis_problem(n=400)
+    late = oof_accuracy(name, "late", blocks, y)
+    assert late > max(oof_accuracy(name, "audio", blocks, y), oof_accuracy(name, "text", blocks, y)) + 0.15
 
 
 @pytest.mark.parametrize("fusion", ["product", "mean"])
@@ -54,49 +80,215 @@ def test_pca_is_fitted_on_the_training_fold_only():
     assert learner.transform(blocks).shape == (100, 4)
 
 
-def test_cross_validate_fits_each_fold_on_its_training_rows_only():
-    seen = []
+class Recorder:
+    """A learner that records the row ids (first audio column) it is fitted and validated on."""
 
-    class Recorder:
-        def fit(self, blocks, y):
-            seen.append(blocks["audio"][:, 0].copy())
-            self.classes_ = np.unique(y)
+    seen: ClassVar[list] = []
+
+    def fit(self, blocks, y, validation=None):
+        Recorder.seen.append((set(blocks["audio"][:, 0].astype(int)), set(validation[0]["audio"][:, 0].astype(int))))
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, blocks):
+        return np.full((len(blocks["audio"]), len(self.classes_)), 1 / len(self.classes_))
+
+
+def test_cross_validate_fits_on_training_rows_and_selects_on_validation_rows_only():
+    Recorder.seen = []
+    _, y = two_axis_problem(n=80)
+    blocks = {"audio": np.arange(80, dtype=float)[:, None]}  # row index as the only feature
+    splits = make_splits(y, None, n_folds=4, n_repeats=2, seed=0)
+    probabilities, per_fold = cross_validate(Recorder, blocks, y, splits, 4)
+    for split, (fitted_rows, validation_rows) in zip(splits, Recorder.seen):
+        assert fitted_rows == set(split.train) and validation_rows == set(split.val)
+        assert not (fitted_rows | validation_rows) & set(split.test)
+    assert [(f["repeat"], f["fold"]) for f in per_fold] == [(r, k) for r in range(2) for k in range(4)]
+    for r in range(2):  # each repeat tests every clip exactly once
+        tested = np.concatenate([s.test for s in splits if s.repeat == r])
+        assert sorted(tested.tolist()) == list(range(80))
+    np.testing.assert_allclose(np.concatenate(probabilities).sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("selects", [False, True])
+def test_late_fusion_weight_never_sees_test_clips(selects):
+    """Run late fusion through the protocol with spying components: inside ``fit`` nothing touches a test clip,
+    predictions that choose the weight see validation clips only, and learners that select nothing train on
+    the training clips until the weight is chosen."""
+    log = []
+    phase = {"now": "test"}
+
+    class Spy:
+        selects_on_validation = selects
+
+        def __init__(self, modality):
+            self.modality = modality
+
+        def fit(self, blocks, y, validation=None):
+            rows = set(blocks[self.modality][:, 0].astype(int))
+            if validation is not None:
+                log.append((phase["now"], "validate", set(validation[0][self.modality][:, 0].astype(int))))
+            log.append((phase["now"], "fit", rows))
+            inner = {self.modality: blocks[self.modality][:, 1:]}
+            val = None if validation is None else ({self.modality: validation[0][self.modality][:, 1:]}, validation[1])
+            self.inner = make_learner("logreg", self.modality, FAST, seed=0).fit(inner, y, validation=val)
+            self.classes_ = self.inner.classes_
             return self
 
         def predict_proba(self, blocks):
-            return np.full((len(blocks["audio"]), len(self.classes_)), 1 / len(self.classes_))
+            log.append((phase["now"], "predict", set(blocks[self.modality][:, 0].astype(int))))
+            return self.inner.predict_proba({self.modality: blocks[self.modality][:, 1:]})
 
-    blocks, y = two_axis_problem(n=80)
-    blocks = {"audio": np.arange(80, dtype=float)[:, None]}  # row index as the only feature
-    folds = make_folds(y, None, 4, seed=0)
-    oof, fold_of, _ = cross_validate(Recorder, blocks, y, folds, 4)
-    for (train_idx, test_idx), fitted_rows in zip(folds, seen):
-        assert set(fitted_rows.astype(int)) == set(train_idx)
-        assert not set(fitted_rows.astype(int)) & set(test_idx)
-    assert sorted(fold_of.tolist()) == sorted(np.repeat(range(4), 20).tolist())
-    np.testing.assert_allclose(oof.sum(axis=1), 1.0)
+    class Late(LateFusionClassifier):
+        def fit(self, blocks, y, validation=None):
+            phase["now"] = "fit"
+            try:
+                return super().fit(blocks, y, validation)
+            finally:
+                phase["now"] = "test"
+
+    blocks, y = two_axis_problem(n=160)
+    ids = np.arange(160, dtype=float)[:, None]
+    blocks = {"audio": np.hstack([ids, blocks["audio"]]), "text": np.hstack([ids, blocks["text"]])}
+    splits = make_splits(y, None, n_folds=4, seed=0)
+    fitted = []
+    cross_validate(lambda: Late(Spy("audio"), Spy("text")), blocks, y, splits, 4, fitted)
+    per_split = np.array_split(np.arange(len(log)), len(splits))  # every split logs the same number of events
+    for split, events in zip(splits, per_split):
+        train, val, test = set(split.train), set(split.val), set(split.test)
+        during_fit = [log[i] for i in events if log[i][0] == "fit"]
+        assert during_fit and not any(rows & test for _, _, rows in during_fit)
+        assert all(rows <= val for _, kind, rows in during_fit if kind in ("predict", "validate"))
+        fits = [rows for _, kind, rows in during_fit if kind == "fit"]
+        assert fits[0] == train and fits[1] == train  # audio, text: training clips only while the weight is open
+        assert any(log[i][0] == "test" and log[i][2] == test for i in events)  # then the test clips are scored
+    assert all(0.0 < f.weight_ < 1.0 for f in fitted)  # both modalities carry half of the label
 
 
-def test_fused_head_output_depends_on_both_modalities():
+def test_late_fusion_handles_a_class_missing_from_training(tmp_path):
+    blocks, y = two_axis_problem(n=200)
+    keep = y != 1  # classes 0, 2, 3: label indices are no longer positions
+    train = {m: x[keep] for m, x in blocks.items()}
+    late = make_learner("logreg", "late", FAST, seed=0).fit(train, y[keep])
+    proba = late.predict_proba(blocks)
+    assert late.classes_.tolist() == [0, 2, 3] and proba.shape == (200, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    accuracy = (late.classes_[proba.argmax(axis=1)] == y)[keep].mean()
+    assert accuracy > 0.6
+    late.save(tmp_path / "late")
+    np.testing.assert_allclose(load_learner(tmp_path / "late").predict_proba(blocks), proba)
+
+
+def test_late_fusion_falls_back_to_audio_for_clips_without_text():
+    blocks, y = two_axis_problem(n=200)
+    blocks["text_present"] = np.ones(200, dtype=bool)
+    late = make_learner("logreg", "late", FAST, seed=0).fit(blocks, y)
+    without = {**blocks, "text": np.zeros_like(blocks["text"]), "text_present": np.zeros(200, dtype=bool)}
+    audio_only = late.audio_.predict_proba({"audio": blocks["audio"]})
+    np.testing.assert_allclose(late.predict_proba(without), audio_only)
+
+
+@pytest.mark.parametrize("fusion", ["concat", "product", "mean"])
+@pytest.mark.parametrize("audio_shape", [(5,), (32, 40)])
+@pytest.mark.parametrize("aux_heads", [False, True])
+def test_fused_head_output_depends_on_both_modalities(fusion, audio_shape, aux_heads):
     torch.manual_seed(0)
-    head = FusionHead({"audio": 5, "text": 3}, "product", hidden=8, n_classes=4, dropout=0.0).eval()
-    audio, text = torch.randn(2, 5), torch.randn(2, 3)
+    head = FusionHead({"audio": audio_shape, "text": (3,)}, fusion, 8, 4, dropout=0.0, aux_heads=aux_heads).eval()
+    audio, text = torch.randn(2, *audio_shape), torch.randn(2, 3)
     base = head({"audio": audio, "text": text})
     assert base.shape == (2, 4)
-    assert not torch.allclose(base, head({"audio": audio + 1, "text": text}))
+    assert not torch.allclose(base, head({"audio": audio + torch.randn_like(audio), "text": text}))
     assert not torch.allclose(base, head({"audio": audio, "text": text + 1}))
+    masked = {"text": torch.tensor([[1.0], [0.0]])}  # second clip has no text: its text values cannot matter
+    out = head({"audio": audio, "text": text}, masked)
+    moved = head({"audio": audio, "text": text + torch.tensor([[0.0], [5.0]])}, masked)
+    assert torch.allclose(out[1], moved[1]) and torch.allclose(out[0], base[0])
+    if aux_heads:  # the multi-task learner's extra heads see one modality each
+        logits = head.heads({"audio": audio, "text": text})
+        assert set(logits) == {"fused", "audio", "text"}
+        assert torch.allclose(logits["text"], head.heads({"audio": audio + 1, "text": text})["text"])
 
 
-def test_mlp_is_deterministic_and_returns_probabilities():
-    blocks, y = two_axis_problem(n=120)
-    p1 = make_learner("mlp", "concat", FAST, seed=3).fit(blocks, y).predict_proba(blocks)
-    p2 = make_learner("mlp", "concat", FAST, seed=3).fit(blocks, y).predict_proba(blocks)
+def test_cnn_refuses_too_small_spectrograms():
+    blocks, y = two_axis_problem(n=40, spectrogram=True)
+    with pytest.raises(ValueError, match="at least 26 bands x 26 frames, got \\(32, 20\\)"):
+        make_learner("cnn", "audio", FAST, seed=0).fit({"audio": blocks["audio"][:, :, :20]}, y)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_torch_learners_are_deterministic_and_return_probabilities(name):
+    blocks, y = two_axis_problem(n=120, spectrogram=name == "cnn")
+    p1 = make_learner(name, "concat", FAST, seed=3).fit(blocks, y).predict_proba(blocks)
+    p2 = make_learner(name, "concat", FAST, seed=3).fit(blocks, y).predict_proba(blocks)
     np.testing.assert_array_equal(p1, p2)
     assert p1.shape == (120, 4)
     np.testing.assert_allclose(p1.sum(axis=1), 1.0, rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["mlp", "logreg"])
+VARIANTS = [(n, f) for n in LEARNERS if n != "dummy" for f in ("mean", "late")] + [
+    ("dummy", "none"),
+    ("lgbm", "concat"),
+]
+
+
+@pytest.mark.parametrize(("name", "fusion"), VARIANTS)
+def test_saved_learners_load_and_predict_the_same(name, fusion, tmp_path):
+    blocks, y = two_axis_problem(n=120, spectrogram=name == "cnn")
+    blocks["text_present"] = np.arange(120) % 5 > 0
+    learner = make_learner(name, fusion, FAST, seed=0).fit(blocks, y)
+    learner.save(tmp_path / "model")
+    loaded = load_learner(tmp_path / "model")
+    np.testing.assert_allclose(loaded.predict_proba(blocks), learner.predict_proba(blocks), rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(loaded.classes_, learner.classes_)
+    assert not list((tmp_path / "model").rglob("*.pkl")) and not list((tmp_path / "model").rglob("*.joblib"))
+
+
+def test_tfidf_learner_saves_and_loads(tmp_path):
+    blocks, y = two_axis_problem(n=60)
+    texts = np.array([["sunny happy day", "dark rainy night"][int(label) % 2] for label in y], dtype=object)
+    blocks = {"audio": blocks["audio"], "text": texts, "text_present": np.ones(60, dtype=bool)}
+    learner = make_learner("lgbm", "concat", FAST, seed=0, tfidf_dim=8).fit(blocks, y)
+    learner.save(tmp_path / "m")
+    np.testing.assert_allclose(load_learner(tmp_path / "m").predict_proba(blocks), learner.predict_proba(blocks))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        lambda: {"when": __import__("datetime").date(2026, 1, 1)},
+        lambda: __import__("sklearn.preprocessing").preprocessing.FunctionTransformer(func=eval),
+    ],
+)
+def test_skops_refuses_untrusted_types_and_functions(tmp_path, payload):
+    import skops.io as sio
+
+    from pipeline.models.artifacts import load_skops
+
+    sio.dump(payload(), tmp_path / "x.skops")
+    with pytest.raises(ValueError, match="refusing to load untrusted types"):
+        load_skops(tmp_path / "x.skops")
+
+
+@pytest.mark.parametrize("name", ["logreg", "lgbm", "mlp"])
+def test_balanced_class_weight_lifts_the_minority_class(name):
+    rng = np.random.default_rng(0)
+    n_major, n_minor = 270, 30
+    y = np.r_[np.zeros(n_major, int), np.ones(n_minor, int)]
+    audio = (y[:, None] * 0.9 + rng.normal(size=(300, 4))).astype(np.float32)  # overlapping classes
+    blocks = {"audio": audio}
+
+    def minority_recall(class_weight):
+        params = TrainParams(mlp=FAST.mlp, lgbm=FAST.lgbm, class_weight=class_weight)
+        splits = make_splits(y, None, n_folds=3, seed=0)
+        probabilities, _ = cross_validate(lambda: make_learner(name, "audio", params, 0), blocks, y, splits, 2)
+        test = np.concatenate([s.test for s in splits])
+        predicted = np.concatenate(probabilities).argmax(axis=1)
+        return (predicted[y[test] == 1] == 1).mean()
+
+    assert minority_recall("balanced") > minority_recall(None) + 0.15
+
+
+@pytest.mark.parametrize("name", ["mlp", "multitask", "logreg"])
 def test_missing_text_values_cannot_leak_into_predictions(name):
     blocks, y = two_axis_problem(n=160)
     present = np.ones(160, dtype=bool)
@@ -106,7 +298,7 @@ def test_missing_text_values_cannot_leak_into_predictions(name):
     learner = make_learner(name, "mean", FAST, seed=0).fit(blocks, y)
     noisy = {**blocks, "text": blocks["text"].copy()}
     noisy["text"][~present] = np.random.default_rng(1).normal(size=(40, 12)) * 100
-    if name == "mlp":  # the head masks the missing modality itself
+    if name != "logreg":  # the head masks the missing modality itself
         np.testing.assert_allclose(learner.predict_proba(noisy)[~present], learner.predict_proba(blocks)[~present])
     # and clips without text are still classified from audio, better than chance
     accuracy = (learner.predict_proba(blocks).argmax(axis=1) == y)[~present].mean()

@@ -17,8 +17,8 @@ def test_unknown_key_is_named_with_the_allowed_keys(tmp_path):
 
 
 def test_wrong_type_is_named():
-    with pytest.raises(ParamsError, match=r"'train.n_folds' must be int, got 'five'"):
-        build(Params, {"train": {"n_folds": "five"}})
+    with pytest.raises(ParamsError, match=r"'eval.n_folds' must be int, got 'five'"):
+        build(Params, {"eval": {"n_folds": "five"}})
 
 
 def test_int_is_accepted_for_float_and_nested_values_are_typed():
@@ -35,9 +35,18 @@ def test_cross_field_checks(tmp_path):
     path.write_text("dataset:\n  kind: merge\n")
     with pytest.raises(ParamsError, match="dataset.kind must be one of"):
         load_params(path)
-    path.write_text("train:\n  n_folds: 1\n")
-    with pytest.raises(ParamsError, match="n_folds must be >= 2"):
-        load_params(path)
+    for text, message in [
+        ("eval:\n  n_folds: 1\n", "eval.n_folds must be >= 2"),
+        ("eval:\n  scheme: holdout\n", "eval.scheme must be 'cv' or 'fixed'"),
+        ("eval:\n  n_repeats: 0\n", "eval.n_repeats must be >= 1"),
+        ("eval:\n  scheme: fixed\n  n_repeats: 3\n", "n_repeats applies to scheme 'cv'"),
+        ("eval:\n  n_boot: 0\n", "eval.n_boot must be >= 100"),
+        ("train:\n  class_weight: auto\n", "train.class_weight must be null or 'balanced'"),
+        ("train:\n  multitask:\n    loss_weights: [1, 1]\n", "loss_weights must be 3 non-negative"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ParamsError, match=message):
+            load_params(path)
 
 
 def test_missing_file_says_how_to_fix(tmp_path):

@@ -11,12 +11,21 @@ import pytest
 
 from pipeline.params import load_params
 from pipeline.stages import report, train
+from tests.conftest import write_params
 
-VARIANTS = [("logreg", "audio"), ("logreg", "text"), ("logreg", "concat"), ("lgbm", "concat")]
+VARIANTS = [
+    ("logreg", "audio"),
+    ("logreg", "text"),
+    ("logreg", "concat"),
+    ("logreg", "late"),
+    ("lgbm", "concat"),
+    ("dummy", "none"),
+]
 
 
 @pytest.fixture
 def reported(project):
+    write_params(project, {"eval": {"n_repeats": 2}})
     for model, fusion in VARIANTS:
         train.run(load_params(), model, fusion)
     report.run()
@@ -25,30 +34,54 @@ def reported(project):
 
 def test_metrics_json_shape_with_ci_and_p_values(reported):
     metrics = json.loads((reported / "metrics.json").read_text())
-    assert {m: sorted(f) for m, f in metrics.items()} == {"lgbm": ["concat"], "logreg": ["audio", "concat", "text"]}
+    assert {m: sorted(f) for m, f in metrics.items()} == {
+        "dummy": ["none"],
+        "lgbm": ["concat"],
+        "logreg": ["audio", "concat", "late", "text"],
+    }
     concat = metrics["logreg"]["concat"]
     for key in ("f1_macro", "auc_roc_macro", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro"):
         assert set(concat[key]) == {"mean", "std"}
     low, high = concat["f1_macro_ci95"]
     assert 0 <= low < high <= 1
     assert 0 < concat["p_value_vs_best_unimodal"] <= 1
+    best = max(["audio", "text"], key=lambda f: metrics["logreg"][f]["f1_macro_pooled"])
+    assert concat["best_unimodal"] == f"logreg-{best}"
+    delta = concat["f1_macro_pooled"] - metrics["logreg"][best]["f1_macro_pooled"]
+    assert concat["f1_delta_vs_best_unimodal"] == pytest.approx(delta)
     assert metrics["logreg"]["audio"]["p_value_vs_best_unimodal"] is None
     assert metrics["lgbm"]["concat"]["p_value_vs_best_unimodal"] is None  # no unimodal lgbm in this run
+    assert metrics["dummy"]["none"]["p_value_vs_best_unimodal"] is None
+    assert 0 < metrics["logreg"]["late"]["p_value_vs_best_unimodal"] <= 1
+    assert metrics["logreg"]["audio"]["f1_delta_vs_best_unimodal"] is None
+    # robustness: removing the test clips' text hurts the text-reading variants, not the audio-only one
+    assert "f1_macro_text_removed" not in metrics["logreg"]["audio"]
+    text_only = metrics["logreg"]["text"]
+    assert text_only["f1_macro_text_removed"]["mean"] < text_only["f1_macro"]["mean"]
 
 
 def test_leaderboard_files(reported):
     board = (reported / "leaderboard.md").read_text()
     rows = [line for line in board.splitlines() if re.match(r"\| \d+ \|", line)]
-    assert len(rows) == 4
+    assert len(rows) == 5  # the dummy is the chance row, not ranked
     f1s = [float(r.split("|")[4].split("±")[0]) for r in rows]
     assert f1s == sorted(f1s, reverse=True)
-    assert "| – | chance | majority class |" in board and "40 clips, 4 classes, 4 folds." in board
+    assert "| – | chance | dummy (majority class) |" in board and "40 clips, 4 classes, 4-fold CV x 2 repeats." in board
     assert rows[0].split("|")[2].strip().startswith("**")  # best row in bold
     full = pd.read_csv(reported / "leaderboard.csv")
-    assert full["row"].tolist() == ["best", "variant", "variant", "variant", "chance"]
-    assert full["f1_macro_mean"].iloc[-1] == pytest.approx(0.1)  # majority class of 4 balanced classes
+    assert full["row"].tolist() == ["best", "variant", "variant", "variant", "variant", "chance"]
+    chance = full.iloc[-1]  # the dummy: one class for every clip of a fold, uninformative scores
+    assert 0.05 < chance["f1_macro_mean"] <= 0.1 and chance["auc_roc_macro_mean"] == pytest.approx(0.5)
     csv = full[full["row"] != "chance"]
-    assert csv["rank"].tolist() == [1, 2, 3, 4] and (csv["train_seconds"] > 0).all()
+    assert csv["rank"].tolist() == [1, 2, 3, 4, 5] and (csv["train_seconds"] > 0).all()
+    reads_text = csv.set_index(csv["model"] + "-" + csv["fusion"])["f1_macro_text_removed_mean"].notna()
+    assert reads_text.to_dict() == {
+        "logreg-audio": False,
+        "logreg-text": True,
+        "logreg-concat": True,
+        "logreg-late": True,
+        "lgbm-concat": True,
+    }
     assert (csv["f1_macro_ci95_low"] <= csv["f1_macro_pooled"]).all()
     assert (csv["f1_macro_pooled"] <= csv["f1_macro_ci95_high"]).all()
     plots = pd.read_csv(reported / "plots" / "confusion.csv")
@@ -111,7 +144,7 @@ def test_runs_on_different_clips_are_refused(reported, project):
     oof_path = project / "models" / "logreg-audio" / "oof.parquet"
     oof = pd.read_parquet(oof_path)
     oof.iloc[:-1].to_parquet(oof_path)  # a stale variant scored on one clip fewer
-    with pytest.raises(ValueError, match="logreg-audio was scored on other clips or classes"):
+    with pytest.raises(ValueError, match="logreg-audio was scored on other clips, repeats or classes"):
         report.run()
 
 

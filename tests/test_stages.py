@@ -179,34 +179,95 @@ def test_prepare_refuses_a_missing_file_before_heavy_work(project):
         prepare.run(load_params())
 
 
-@pytest.mark.parametrize("model", ["lgbm", "mlp", "logreg"])
-def test_train_writes_oof_and_metrics(project, model):
-    train.run(load_params(), model, "mean")
-    out = project / "models" / f"{model}-mean"
+@pytest.mark.parametrize(
+    ("model", "fusion"),
+    [("lgbm", "mean"), ("mlp", "mean"), ("logreg", "late"), ("multitask", "concat"), ("cnn", "mean")],
+)
+def test_train_writes_oof_metrics_and_loadable_fold_models(project, model, fusion):
+    from pipeline.models.artifacts import load_learner
+    from pipeline.stages.train import load_blocks
+
+    train.run(load_params(), model, fusion)
+    out = project / "models" / f"{model}-{fusion}"
     oof = read_store(out / "oof.parquet")
-    assert len(oof) == 40 and sorted(oof["fold"].unique()) == [0, 1, 2, 3]
+    assert len(oof) == 40 and sorted(oof["fold"].unique()) == [0, 1, 2, 3] and set(oof["repeat"]) == {0}
     proba = oof[[f"proba_Q{i}" for i in range(1, 5)]].to_numpy()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
     assert (oof["predicted"] == np.array(["Q1", "Q2", "Q3", "Q4"])[proba.argmax(axis=1)]).all()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert len(metrics["folds"]) == 4
+    assert [(f["repeat"], f["fold"]) for f in metrics["folds"]] == [(0, k) for k in range(4)]
     for summary in metrics["summary"].values():
         assert 0.0 <= summary["mean"] <= 1.0 and summary["std"] >= 0.0
-    assert metrics["feature_dims"] == {"audio": 1120, "text": 384}
+    assert set(metrics["summary"]) >= {"f1_macro", "auc_roc_macro", "f1_macro_text_removed"}
+    audio_dims = [96, 64] if model == "cnn" else 1120
+    assert metrics["feature_dims"] == {"audio": audio_dims, "text": 384}
+    assert sum(c["support"] for c in metrics["per_class"].values()) == 40
+    assert (
+        np.array(metrics["confusion"]).sum() == 40
+        and np.trace(metrics["confusion"]) == (oof["label"] == oof["predicted"]).sum()
+    )
+    assert metrics["runtime"]["peak_rss_mb"] > 0
+    # fold 0's saved model reproduces fold 0's out-of-fold probabilities
+    rows, blocks, _, _ = load_blocks(["descriptors"], melspec=model == "cnn")
+    test = oof[oof["fold"] == 0].set_index("clip_id")
+    index = rows.index[rows["clip_id"].isin(test.index)].to_numpy()
+    loaded = load_learner(out / "folds" / "fold0")
+    reloaded = loaded.predict_proba({m: x[index] for m, x in blocks.items()})
+    expected = test.loc[rows["clip_id"][index], [f"proba_Q{i}" for i in range(1, 5)]].to_numpy()
+    np.testing.assert_allclose(reloaded, expected, rtol=1e-5, atol=1e-7)
+    assert sorted(p.name for p in (out / "folds").iterdir()) == ["fold0", "fold1", "fold2", "fold3"]
 
 
-def test_train_is_deterministic(project):
+def test_dummy_is_chance_and_needs_fusion_none(project):
+    train.run(load_params(), "dummy", "none")
+    metrics = json.loads((project / "models" / "dummy-none" / "metrics.json").read_text())
+    assert metrics["summary"]["auc_roc_macro"]["mean"] == 0.5 and metrics["summary"]["accuracy"]["mean"] < 0.4
+    with pytest.raises(ValueError, match="train it with --fusion none"):
+        train.run(load_params(), "dummy", "audio")
+    with pytest.raises(ValueError, match="fusion 'none' is for the dummy learner only"):
+        train.run(load_params(), "mlp", "none")
+
+
+def test_repeated_cv_and_fixed_split_schemes(project):
+    write_params(project, {"eval": {"n_repeats": 3}})
+    train.run(load_params(), "logreg", "concat")
+    oof = read_store(project / "models" / "logreg-concat" / "oof.parquet")
+    assert len(oof) == 120 and oof.groupby("repeat")["clip_id"].nunique().tolist() == [40, 40, 40]
+    assert oof.pivot(index="clip_id", columns="repeat", values="fold").nunique(axis=1).max() > 1  # reshuffled
+    metrics = json.loads((project / "models" / "logreg-concat" / "metrics.json").read_text())
+    assert len(metrics["folds"]) == 12 and metrics["n_repeats"] == 3
+
+    manifest = read_store(MANIFEST)
+    manifest["split"] = np.where(np.arange(40) < 24, "train", np.where(np.arange(40) < 30, "validate", "test"))
+    write_store(manifest, MANIFEST, pq.read_schema(MANIFEST).remove_metadata(), read_metadata(MANIFEST))
+    write_params(project, {"eval": {"scheme": "fixed"}})
+    train.run(load_params(), "mlp", "concat")
+    oof = read_store(project / "models" / "mlp-concat" / "oof.parquet")
+    assert sorted(oof["clip_id"]) == sorted(manifest["clip_id"][30:])  # scored on the test split once
+    metrics = json.loads((project / "models" / "mlp-concat" / "metrics.json").read_text())
+    assert metrics["scheme"] == "fixed" and metrics["n_test_clips"] == 10 and len(metrics["folds"]) == 1
+
+
+def test_prepare_checks_the_split_column_of_the_fixed_scheme(project):
+    write_params(project, {"eval": {"scheme": "fixed"}})
+    with pytest.raises(ValueError, match="needs a split \\(train/validate/test\\) for every clip; 40 have none"):
+        prepare.run(load_params())
+
+
+@pytest.mark.parametrize(("model", "fusion"), [("mlp", "concat"), ("cnn", "product"), ("lgbm", "late")])
+def test_train_is_deterministic(project, model, fusion):
+    write_params(project, {"eval": {"n_repeats": 2}})
     params = load_params()
-    out = project / "models" / "mlp-concat"
+    out = project / "models" / f"{model}-{fusion}"
 
     def without_runtime() -> dict:
         metrics = json.loads((out / "metrics.json").read_text())
         assert metrics.pop("runtime")["train_seconds"] > 0
         return metrics
 
-    train.run(params, "mlp", "concat")
+    train.run(params, model, fusion)
     first = without_runtime(), read_store(out / "oof.parquet")
-    train.run(params, "mlp", "concat")
+    train.run(params, model, fusion)
     assert without_runtime() == first[0]
     pd.testing.assert_frame_equal(read_store(out / "oof.parquet"), first[1])
 

@@ -106,7 +106,7 @@ def validate_manifest(
     small = counts[counts < n_folds]
     if len(small):
         detail = ", ".join(f"{lab!r} has {n}" for lab, n in small.items())
-        raise ManifestError(f"manifest: class(es) with fewer clips than train.n_folds={n_folds}: {detail}")
+        raise ManifestError(f"manifest: class(es) with fewer clips than eval.n_folds={n_folds}: {detail}")
     groups = df["group"]
     if groups.notna().any():
         if groups.isna().any():
@@ -117,7 +117,7 @@ def validate_manifest(
             )
         if groups.nunique() < n_folds:
             raise ManifestError(
-                f"manifest: only {groups.nunique()} distinct groups for train.n_folds={n_folds}; "
+                f"manifest: only {groups.nunique()} distinct groups for eval.n_folds={n_folds}; "
                 "lower n_folds or check the group column"
             )
     if check_files:
@@ -129,6 +129,24 @@ def validate_manifest(
             )
     extra = [c for c in df.columns if c not in COLUMNS]
     return df[COLUMNS + extra].sort_values("clip_id", kind="stable").reset_index(drop=True)
+
+
+def check_fixed_split(df: pd.DataFrame) -> None:
+    """``eval.scheme: fixed`` needs a ``split`` column of train/validate/test with train and test clips."""
+    from pipeline.evaluation import FIXED_SPLITS
+
+    split = df["split"]
+    if split.isna().any():
+        raise ManifestError(
+            f"manifest: eval.scheme 'fixed' needs a split (train/validate/test) for every clip; "
+            f"{int(split.isna().sum())} have none, e.g. {df.loc[split.isna(), 'clip_id'].iloc[0]}"
+        )
+    unknown = sorted(set(split) - set(FIXED_SPLITS))
+    if unknown:
+        raise ManifestError(f"manifest: unknown split value(s) {unknown}; use {list(FIXED_SPLITS)}")
+    for needed in ("train", "test"):
+        if not (split == needed).any():
+            raise ManifestError(f"manifest: eval.scheme 'fixed' needs clips with split '{needed}'")
 
 
 def _require_values(df: pd.DataFrame, column: str, problem: str) -> None:

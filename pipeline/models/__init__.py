@@ -1,33 +1,55 @@
-"""Learners behind one interface: ``fit(blocks, y)`` / ``predict_proba(blocks)``.
+"""Learners behind one interface: ``fit(blocks, y, validation=None)`` / ``predict_proba(blocks)`` / ``save(folder)``.
 
-``blocks`` maps a modality name (``audio``, ``text``) to an (n_clips, n_features)
-array; a learner uses the modalities its fusion variant names.
+``blocks`` maps a modality name (``audio``, ``text``) to an array with one row per
+clip (``audio`` is 3-D, clips x mel bands x frames, for the ``cnn``), plus
+``text_present``; a learner uses the modalities its fusion variant names.
+``validation`` is ``(blocks, y)`` of the protocol's inner validation rows: the torch
+learners early-stop on it, ``late`` fusion tunes its weight on it, and learners that
+select nothing fit on it too. :func:`pipeline.models.artifacts.load_learner` reads a
+saved learner back.
 """
 
 from __future__ import annotations
 
 from pipeline.params import TrainParams
 
-LEARNERS = ("lgbm", "mlp", "logreg")
+LEARNERS = ("dummy", "logreg", "lgbm", "mlp", "multitask", "cnn")
+TORCH_LEARNERS = ("mlp", "multitask", "cnn")
 
 
-def make_learner(name: str, fusion: str, params: TrainParams, seed: int, tfidf_dim: int | None = None):
+def make_learner(
+    name: str,
+    fusion: str,
+    params: TrainParams,
+    seed: int,
+    tfidf_dim: int | None = None,
+    val_fraction: float = 0.15,
+):
     """A fresh, unfitted learner for one (learner, fusion) variant.
 
+    ``late`` fusion averages an audio-only and a text-only learner of the same family.
     With ``tfidf_dim``, the ``text`` block holds raw texts, turned into TF-IDF + SVD
     features inside each fit (see :class:`pipeline.models.tfidf.TfidfTextLearner`).
     """
-    learner = _make(name, fusion, params, seed)
-    if tfidf_dim is None:
+    if fusion == "late" and name != "dummy":
+        from pipeline.models.late import LateFusionClassifier
+
+        audio = make_learner(name, "audio", params, seed, None, val_fraction)
+        text = make_learner(name, "text", params, seed, tfidf_dim, val_fraction)
+        return LateFusionClassifier(audio, text, val_fraction=val_fraction, seed=seed)
+    learner = _make(name, fusion, params, seed, val_fraction)
+    if tfidf_dim is None or name == "dummy" or fusion == "audio":
         return learner
     from pipeline.models.tfidf import TfidfTextLearner
 
     return TfidfTextLearner(learner, dim=tfidf_dim, seed=seed)
 
 
-def _make(name: str, fusion: str, params: TrainParams, seed: int):
-    from pipeline.models.classical import ClassicalFusionClassifier  # heavy imports stay out of the CLI start
+def _make(name: str, fusion: str, params: TrainParams, seed: int, val_fraction: float):
+    from pipeline.models.classical import ClassicalFusionClassifier, PriorClassifier  # heavy imports stay lazy
 
+    if name == "dummy":
+        return PriorClassifier()
     if name == "lgbm":
         from lightgbm import LGBMClassifier
 
@@ -40,7 +62,8 @@ def _make(name: str, fusion: str, params: TrainParams, seed: int):
             subsample=p.subsample,
             subsample_freq=1,
             colsample_bytree=p.colsample_bytree,
-            n_jobs=p.n_jobs,
+            class_weight=params.class_weight,
+            n_jobs=params.n_threads,
             random_state=seed,
             deterministic=True,
             force_row_wise=True,
@@ -50,13 +73,15 @@ def _make(name: str, fusion: str, params: TrainParams, seed: int):
     if name == "logreg":
         from sklearn.linear_model import LogisticRegression
 
-        estimator = LogisticRegression(C=params.logreg.C, max_iter=params.logreg.max_iter)
+        estimator = LogisticRegression(
+            C=params.logreg.C, max_iter=params.logreg.max_iter, class_weight=params.class_weight
+        )
         return ClassicalFusionClassifier(estimator, fusion, pca_dim=params.pca_dim, seed=seed)
-    if name == "mlp":
-        from pipeline.models.torch_head import MLPFusionClassifier
+    if name in TORCH_LEARNERS:
+        from pipeline.models.torch_head import TorchFusionClassifier
 
-        p = params.mlp
-        return MLPFusionClassifier(
+        p = getattr(params, name)
+        return TorchFusionClassifier(
             fusion,
             hidden=p.hidden,
             dropout=p.dropout,
@@ -65,7 +90,12 @@ def _make(name: str, fusion: str, params: TrainParams, seed: int):
             batch_size=p.batch_size,
             max_epochs=p.max_epochs,
             patience=p.patience,
-            val_fraction=params.val_fraction,
+            grad_clip=p.grad_clip,
+            lr_step=p.lr_step,
+            loss_weights=tuple(p.loss_weights) if name == "multitask" else None,
+            class_weight=params.class_weight,
+            val_fraction=val_fraction,
+            n_threads=params.n_threads,
             seed=seed,
         )
     raise ValueError(f"unknown learner {name!r}; choose one of {LEARNERS}")

@@ -1,14 +1,17 @@
-"""Classical learners (LightGBM, logistic regression) behind the fusion interface.
+"""Classical learners (LightGBM, logistic regression, the prior "dummy") behind the fusion interface.
 
 Per modality: add a missing-modality indicator column when the blocks carry one
 (``text_present``: clips without text have a zero embedding and indicator 1);
 standardise; for the elementwise fusions (``product``, ``mean``)
 project each modality to ``pca_dim`` dimensions with PCA. Scalers and projections
 are fitted in :meth:`fit`, i.e. on the training fold only. The fused matrix then
-goes to a scikit-learn-style estimator.
+goes to a scikit-learn-style estimator. These learners select nothing, so they fit
+on the training rows plus the protocol's validation rows.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from sklearn.base import clone
@@ -16,6 +19,18 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.fusion import ELEMENTWISE, fuse, modalities_for
+from pipeline.models.artifacts import dump_skops, load_skops, read_config, write_config
+from pipeline.store import atomic_path
+
+Validation = tuple[dict[str, np.ndarray], np.ndarray] | None
+
+
+def with_validation(blocks: dict[str, np.ndarray], y: np.ndarray, validation: Validation):
+    """Training rows followed by the validation rows (for learners that select nothing)."""
+    if validation is None:
+        return blocks, y
+    val_blocks, y_val = validation
+    return {m: np.concatenate([x, val_blocks[m]]) for m, x in blocks.items()}, np.concatenate([y, y_val])
 
 
 def with_indicator(blocks: dict[str, np.ndarray], modality: str) -> np.ndarray:
@@ -32,7 +47,7 @@ class ClassicalFusionClassifier:
     Parameters
     ----------
     estimator : unfitted scikit-learn-style classifier (cloned in ``fit``).
-    fusion : one of :data:`pipeline.fusion.FUSIONS`.
+    fusion : one of :data:`pipeline.fusion.FUSIONS` but ``late``.
     pca_dim : width ``h`` of each modality's projection for ``product``/``mean``.
     seed : random state of the PCA solver.
     """
@@ -43,8 +58,9 @@ class ClassicalFusionClassifier:
         self.pca_dim = pca_dim
         self.seed = seed
 
-    def fit(self, blocks: dict[str, np.ndarray], y: np.ndarray) -> ClassicalFusionClassifier:
-        """Fit scalers, projections and the estimator on one training fold."""
+    def fit(self, blocks: dict[str, np.ndarray], y: np.ndarray, validation: Validation = None):
+        """Fit scalers, projections and the estimator on one training fold (plus its validation rows)."""
+        blocks, y = with_validation(blocks, y, validation)
         self.modalities_ = modalities_for(self.fusion)
         self.scalers_ = {m: StandardScaler().fit(with_indicator(blocks, m)) for m in self.modalities_}
         self.projections_ = {}
@@ -55,7 +71,7 @@ class ClassicalFusionClassifier:
                 scaled = self.scalers_[m].transform(with_indicator(blocks, m))
                 self.projections_[m] = PCA(n_components=width, random_state=self.seed).fit(scaled)
         self.estimator_ = clone(self.estimator).fit(self.transform(blocks), y)
-        self.classes_ = self.estimator_.classes_
+        self.classes_ = np.asarray(self.estimator_.classes_)
         return self
 
     def transform(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
@@ -71,3 +87,75 @@ class ClassicalFusionClassifier:
     def predict_proba(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
         """Class probabilities, columns in ``classes_`` order."""
         return self.estimator_.predict_proba(self.transform(blocks))
+
+    def save(self, folder: str | Path) -> None:
+        """Scalers and projections as skops; LightGBM in its native text format, other estimators as skops."""
+        folder = Path(folder)
+        lgbm = hasattr(self.estimator_, "booster_")
+        write_config(
+            {"type": "classical", "fusion": self.fusion, "classes": self.classes_.tolist(), "lightgbm": lgbm},
+            folder,
+        )
+        dump_skops({"scalers": self.scalers_, "projections": self.projections_}, folder / "transforms.skops")
+        if lgbm:
+            with atomic_path(folder / "lgbm.txt") as tmp:
+                self.estimator_.booster_.save_model(str(tmp))
+        else:
+            dump_skops(self.estimator_, folder / "estimator.skops")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ClassicalFusionClassifier:
+        """A fitted classifier from :meth:`save`'s files."""
+        folder = Path(folder)
+        config = read_config(folder)
+        learner = cls(None, config["fusion"])
+        learner.modalities_ = modalities_for(config["fusion"])
+        learner.classes_ = np.array(config["classes"])
+        transforms = load_skops(folder / "transforms.skops")
+        learner.scalers_, learner.projections_ = transforms["scalers"], transforms["projections"]
+        if config["lightgbm"]:
+            learner.estimator_ = BoosterClassifier(str(folder / "lgbm.txt"), learner.classes_)
+        else:
+            learner.estimator_ = load_skops(folder / "estimator.skops")
+        return learner
+
+
+class BoosterClassifier:
+    """A LightGBM booster read from its text file, with ``predict_proba``."""
+
+    def __init__(self, model_file: str, classes: np.ndarray):
+        from lightgbm import Booster
+
+        self.booster_ = Booster(model_file=model_file)
+        self.classes_ = classes
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        proba = self.booster_.predict(x)
+        return np.column_stack([1 - proba, proba]) if proba.ndim == 1 else proba
+
+
+class PriorClassifier:
+    """The ``dummy`` learner: every clip gets the training class shares; argmax = majority class (chance level)."""
+
+    def fit(self, blocks: dict[str, np.ndarray], y: np.ndarray, validation: Validation = None) -> PriorClassifier:
+        """Count the classes of the training (and validation) rows."""
+        _, y = with_validation(blocks, y, validation)
+        self.classes_, counts = np.unique(y, return_counts=True)
+        self.prior_ = counts / counts.sum()
+        return self
+
+    def predict_proba(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
+        """The class shares, one row per clip."""
+        n = len(next(iter(blocks.values())))
+        return np.tile(self.prior_, (n, 1))
+
+    def save(self, folder: str | Path) -> None:
+        """``learner.json`` with the classes and their shares."""
+        write_config({"type": "prior", "classes": self.classes_.tolist(), "prior": self.prior_.tolist()}, folder)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> PriorClassifier:
+        config = read_config(folder)
+        learner = cls()
+        learner.classes_, learner.prior_ = np.array(config["classes"]), np.array(config["prior"])
+        return learner

@@ -1,46 +1,151 @@
-"""A small torch fusion head: per-modality encoders, a fusion operator, a classifier.
+"""Torch learners: the fusion head (``mlp``), its multi-task variant and the seed CNN.
 
-Each modality is standardised, then encoded by ``Linear -> ReLU -> Dropout`` to a
-common width ``hidden``; the encoded vectors are fused (concat / product / mean) and
-a linear layer gives class logits. Trained with AdamW and early stopping on a
-validation split carved (stratified) from the training fold.
+One module, :class:`FusionHead`: an encoder per modality, a fusion operator, a linear
+classifier. A 2-D block (clips x features) is encoded by ``Linear -> LayerNorm ->
+ReLU -> Dropout``; a 3-D block (clips x mel bands x frames, the log-mel store) by the
+original design's CNN: two ``Conv 32@4x4 stride 2 -> ReLU -> MaxPool 2x2`` layers,
+global average pooling, then the same projection. With ``aux_heads`` each modality
+also gets its own classifier (the multi-task learner: the fused, audio-only and
+text-only losses are summed with weights; predictions come from the fused head).
+
+:class:`TorchFusionClassifier` trains it: inputs standardised on the training rows,
+AdamW with optional step decay and gradient clipping, class weights, and the epoch
+with the lowest validation loss of the fused head kept (the validation rows come
+from the protocol, or are carved from the training rows when none are given).
+Saved as a ``state_dict`` (loaded with ``weights_only=True``), scalers as ``.npz``
+and a JSON config: no pickle.
 """
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from pipeline.fusion import fuse, modalities_for
+from pipeline.models.artifacts import read_config, write_config
+from pipeline.store import atomic_path
+
+EVAL_BATCH = 128  # clips per forward pass at evaluation (bounds the CNN's activation memory)
+
+
+def dense_encoder(width: int, hidden: int, dropout: float) -> nn.Module:
+    """``Linear -> LayerNorm -> ReLU -> Dropout``: one feature vector to ``hidden``."""
+    return nn.Sequential(nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.ReLU(), nn.Dropout(dropout))
+
+
+CNN_MIN_SIZE = 26  # smallest mel-band/frame count that survives two conv(4, stride 2) + pool(2) blocks
+
+
+class ConvEncoder(nn.Module):
+    """Log-mel (n_mels, frames) -> ``hidden``: 2 x (Conv 32@4x4/2, ReLU, MaxPool 2), global mean, projection.
+
+    Each block pools before the ReLU (the same function: max-pooling and ReLU commute)
+    and runs channels-last, together 3x faster on CPU than conv-ReLU-pool in NCHW.
+    """
+
+    def __init__(self, hidden: int, dropout: float, filters: int = 32):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, filters, kernel_size=4, stride=2),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Conv2d(filters, filters, kernel_size=4, stride=2),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        ).to(memory_format=torch.channels_last)
+        self.project = dense_encoder(filters, hidden, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(self.features(x.unsqueeze(1).contiguous(memory_format=torch.channels_last)))
 
 
 class FusionHead(nn.Module):
-    """Encoders per modality, then fusion, then a linear classifier."""
+    """Encoders per modality, then fusion, then a linear classifier (plus per-modality heads with ``aux_heads``).
 
-    def __init__(self, input_dims: dict[str, int], fusion: str, hidden: int, n_classes: int, dropout: float):
+    ``input_shapes`` maps each modality to the shape of one clip's block: ``(width,)``
+    for a feature vector, ``(n_mels, frames)`` for a spectrogram (CNN encoder).
+    """
+
+    def __init__(
+        self,
+        input_shapes: dict[str, tuple[int, ...]],
+        fusion: str,
+        hidden: int,
+        n_classes: int,
+        dropout: float,
+        aux_heads: bool = False,
+    ):
         super().__init__()
         self.fusion = fusion
-        self.modalities = tuple(input_dims)
+        self.modalities = tuple(input_shapes)
         self.encoders = nn.ModuleDict(
-            {m: nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Dropout(dropout)) for m, d in input_dims.items()}
+            {
+                m: ConvEncoder(hidden, dropout) if len(shape) == 2 else dense_encoder(shape[0], hidden, dropout)
+                for m, shape in input_shapes.items()
+            }
         )
-        fused_width = hidden * len(input_dims) if fusion == "concat" else hidden
+        fused_width = hidden * len(input_shapes) if fusion == "concat" else hidden
         self.classifier = nn.Linear(fused_width, n_classes)
+        self.aux = nn.ModuleDict({m: nn.Linear(hidden, n_classes) for m in input_shapes}) if aux_heads else None
+
+    def heads(
+        self, blocks: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Logits of the fused head (``fused``) and, with ``aux_heads``, of each modality's own head."""
+        encoded = {m: self.encoders[m](blocks[m]) for m in self.modalities}
+        masks = None if not present else [present.get(m) for m in self.modalities]
+        logits = {"fused": self.classifier(fuse([encoded[m] for m in self.modalities], self.fusion, masks))}
+        if self.aux is not None:
+            logits.update({m: self.aux[m](encoded[m]) for m in self.modalities})
+        return logits
 
     def forward(self, blocks: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Logits; ``present[m]`` (n, 1) masks modality m where it is missing (see :func:`fuse`)."""
-        encoded = [self.encoders[m](blocks[m]) for m in self.modalities]
-        masks = None if not present else [present.get(m) for m in self.modalities]
-        return self.classifier(fuse(encoded, self.fusion, masks))
+        """Fused logits; ``present[m]`` (n, 1) masks modality m where it is missing (see :func:`fuse`)."""
+        return self.heads(blocks, present)["fused"]
 
 
-class MLPFusionClassifier:
-    """Fit/predict wrapper around :class:`FusionHead` (scikit-learn style)."""
+class Standardizer:
+    """Zero mean, unit variance per feature (2-D blocks) or per mel band (3-D blocks), fitted on given rows."""
+
+    def fit(self, x: np.ndarray) -> Standardizer:
+        axes = (0,) if x.ndim == 2 else (0, 2)
+        self.mean_ = x.mean(axis=axes, dtype=np.float64, keepdims=True)[0].astype(np.float32)
+        std = x.std(axis=axes, dtype=np.float64, keepdims=True)[0]
+        self.scale_ = np.where(std > 1e-8, std, 1.0).astype(np.float32)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean_) / self.scale_).astype(np.float32, copy=False)
+
+
+def balanced_weights(y_idx: np.ndarray, n_classes: int) -> np.ndarray:
+    """scikit-learn's ``class_weight='balanced'``: n / (n_classes * count) per class."""
+    counts = np.bincount(y_idx, minlength=n_classes).astype(np.float64)
+    return np.where(counts > 0, len(y_idx) / (n_classes * np.maximum(counts, 1)), 0.0)
+
+
+class TorchFusionClassifier:
+    """Fit/predict wrapper around :class:`FusionHead` (scikit-learn style).
+
+    Parameters
+    ----------
+    fusion : one of :data:`pipeline.fusion.FUSIONS` but ``late``.
+    hidden, dropout : encoder width and dropout.
+    lr, weight_decay, batch_size, max_epochs, patience : AdamW and early stopping.
+    grad_clip : max gradient norm (0 = off). lr_step : halve the rate every ``lr_step`` epochs (0 = off).
+    loss_weights : (fused, audio, text) loss weights; given, the head gets per-modality heads (multi-task).
+    class_weight : ``None`` or ``"balanced"``.
+    val_fraction : validation share carved from the training rows when ``fit`` gets no validation rows.
+    n_threads, seed : torch threads and seed (fixed, for reproducible results).
+    """
+
+    selects_on_validation = True  # validation rows pick the epoch; they are not trained on
 
     def __init__(
         self,
@@ -52,7 +157,12 @@ class MLPFusionClassifier:
         batch_size: int = 32,
         max_epochs: int = 200,
         patience: int = 20,
+        grad_clip: float = 1.0,
+        lr_step: int = 0,
+        loss_weights: tuple[float, float, float] | None = None,
+        class_weight: str | None = None,
         val_fraction: float = 0.15,
+        n_threads: int = 2,
         seed: int = 0,
     ):
         self.fusion = fusion
@@ -63,43 +173,88 @@ class MLPFusionClassifier:
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
+        self.grad_clip = grad_clip
+        self.lr_step = lr_step
+        self.loss_weights = loss_weights
+        self.class_weight = class_weight
         self.val_fraction = val_fraction
+        self.n_threads = n_threads
         self.seed = seed
 
-    def _tensors(
-        self, blocks: dict[str, np.ndarray], index: np.ndarray | None = None
-    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def _tensors(self, blocks: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Standardised inputs and (n, 1) presence masks of the modalities that have one."""
-        rows = slice(None) if index is None else index
         inputs, present = {}, {}
         for m in self.modalities_:
-            inputs[m] = torch.from_numpy(self.scalers_[m].transform(blocks[m][rows]).astype(np.float32))
+            inputs[m] = torch.from_numpy(self.scalers_[m].transform(blocks[m]))
             if f"{m}_present" in blocks:
-                present[m] = torch.from_numpy(np.asarray(blocks[f"{m}_present"][rows], dtype=np.float32)[:, None])
+                present[m] = torch.from_numpy(np.asarray(blocks[f"{m}_present"], dtype=np.float32)[:, None])
         return inputs, present
 
-    def fit(self, blocks: dict[str, np.ndarray], y: np.ndarray) -> MLPFusionClassifier:
-        """Train on one training fold; early-stop on an inner validation split."""
+    def _loss(self, model: FusionHead, x, present, y, loss_fn) -> torch.Tensor:
+        """Fused-head loss, plus the weighted audio/text head losses of the multi-task learner."""
+        logits = model.heads(x, present)
+        if self.loss_weights is None:
+            return loss_fn(logits["fused"], y)
+        w_fused, *w_modality = self.loss_weights
+        loss = w_fused * loss_fn(logits["fused"], y)
+        for m, w in zip(("audio", "text"), w_modality):
+            if m not in logits or w == 0:
+                continue
+            rows = present[m][:, 0].bool() if m in present else slice(None)
+            if logits[m][rows].shape[0]:  # a batch may hold no clip with this modality
+                loss = loss + w * loss_fn(logits[m][rows], y[rows])
+        return loss
+
+    def fit(
+        self,
+        blocks: dict[str, np.ndarray],
+        y: np.ndarray,
+        validation: tuple[dict[str, np.ndarray], np.ndarray] | None = None,
+    ) -> TorchFusionClassifier:
+        """Train on ``blocks``; keep the epoch with the lowest fused-head loss on ``validation``."""
+        from pipeline.evaluation import carve_validation
+
         torch.manual_seed(self.seed)
+        torch.set_num_threads(self.n_threads)
         self.modalities_ = modalities_for(self.fusion)
         self.classes_ = np.unique(y)
-        y_idx = np.searchsorted(self.classes_, y)
-        stratify = y_idx if np.bincount(y_idx).min() >= 2 else None  # a class with one clip cannot be split
-        fit_idx, val_idx = train_test_split(
-            np.arange(len(y)), test_size=self.val_fraction, stratify=stratify, random_state=self.seed
-        )
+        if validation is not None:  # a validation clip of a class unseen in training cannot be scored
+            known = np.isin(validation[1], self.classes_)
+            validation = ({m: x[known] for m, x in validation[0].items()}, validation[1][known])
+        if validation is None or not len(validation[1]):
+            fit_rows, val_rows = carve_validation(y, None, self.val_fraction, self.seed)
+            validation = ({m: x[val_rows] for m, x in blocks.items()}, y[val_rows])
+            blocks, y = {m: x[fit_rows] for m, x in blocks.items()}, y[fit_rows]
+        val_blocks, y_val = validation
         self.scalers_ = {}
         for m in self.modalities_:
-            rows = fit_idx
-            if f"{m}_present" in blocks and blocks[f"{m}_present"][fit_idx].any():
-                rows = fit_idx[np.asarray(blocks[f"{m}_present"][fit_idx], dtype=bool)]  # scale on real values
-            self.scalers_[m] = StandardScaler().fit(blocks[m][rows])
-        (x_fit, p_fit), (x_val, p_val) = self._tensors(blocks, fit_idx), self._tensors(blocks, val_idx)
-        y_fit, y_val = torch.from_numpy(y_idx[fit_idx]), torch.from_numpy(y_idx[val_idx])
-        dims = {m: blocks[m].shape[1] for m in self.modalities_}
-        model = FusionHead(dims, self.fusion, self.hidden, len(self.classes_), self.dropout)
+            present = np.asarray(blocks.get(f"{m}_present", np.ones(len(y))), dtype=bool)
+            self.scalers_[m] = Standardizer().fit(blocks[m][present] if present.any() else blocks[m])
+        x_fit, p_fit = self._tensors(blocks)
+        x_val, p_val = self._tensors(val_blocks)
+        y_fit = torch.from_numpy(np.searchsorted(self.classes_, y))
+        y_val_t = torch.from_numpy(np.searchsorted(self.classes_, y_val))
+        self.input_shapes_ = {m: tuple(blocks[m].shape[1:]) for m in self.modalities_}
+        for shape in self.input_shapes_.values():
+            if len(shape) == 2 and min(shape) < CNN_MIN_SIZE:
+                raise ValueError(
+                    f"the cnn needs log-mels of at least {CNN_MIN_SIZE} bands x {CNN_MIN_SIZE} frames, got {shape}; "
+                    "raise audio.melspec_n_mels / audio.melspec_frames"
+                )
+        model = FusionHead(
+            self.input_shapes_,
+            self.fusion,
+            self.hidden,
+            len(self.classes_),
+            self.dropout,
+            self.loss_weights is not None,
+        )
+        weight = None
+        if self.class_weight == "balanced":
+            weight = torch.from_numpy(balanced_weights(y_fit.numpy(), len(self.classes_)).astype(np.float32))
+        loss_fn = nn.CrossEntropyLoss(weight=weight)
         optimiser = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        loss_fn = nn.CrossEntropyLoss()
+        scheduler = torch.optim.lr_scheduler.StepLR(optimiser, self.lr_step, 0.5) if self.lr_step else None
         generator = torch.Generator().manual_seed(self.seed)
         best_loss, best_state, stale = float("inf"), copy.deepcopy(model.state_dict()), 0
         self.epochs_ = 0
@@ -109,14 +264,16 @@ class MLPFusionClassifier:
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
                 optimiser.zero_grad()
-                batch_present = {m: p[batch] for m, p in p_fit.items()}
-                loss = loss_fn(model({m: x[batch] for m, x in x_fit.items()}, batch_present), y_fit[batch])
-                loss.backward()
+                xb = {m: x[batch] for m, x in x_fit.items()}
+                pb = {m: p[batch] for m, p in p_fit.items()}
+                self._loss(model, xb, pb, y_fit[batch], loss_fn).backward()
+                if self.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
                 optimiser.step()
-            model.eval()
-            with torch.no_grad():
-                val_loss = float(loss_fn(model(x_val, p_val), y_val))
+            if scheduler is not None:
+                scheduler.step()
             self.epochs_ += 1
+            val_loss = float(loss_fn(self._logits(model, x_val, p_val), y_val_t))
             if val_loss < best_loss - 1e-4:
                 best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
             else:
@@ -128,8 +285,76 @@ class MLPFusionClassifier:
         self.best_val_loss_ = best_loss
         return self
 
+    @staticmethod
+    def _logits(model: FusionHead, inputs: dict, present: dict) -> torch.Tensor:
+        """Fused logits in eval mode, ``EVAL_BATCH`` clips at a time."""
+        model.eval()
+        n = len(next(iter(inputs.values())))
+        with torch.no_grad():
+            return (
+                torch.cat(
+                    [
+                        model(
+                            {m: x[s : s + EVAL_BATCH] for m, x in inputs.items()},
+                            {m: p[s : s + EVAL_BATCH] for m, p in present.items()},
+                        )
+                        for s in range(0, n, EVAL_BATCH)
+                    ]
+                )
+                if n
+                else torch.zeros((0, len(model.classifier.bias)))
+            )
+
     def predict_proba(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
         """Softmax class probabilities, columns in ``classes_`` order."""
-        with torch.no_grad():
-            logits = self.model_(*self._tensors(blocks))
+        logits = self._logits(self.model_, *self._tensors(blocks))
         return torch.softmax(logits, dim=1).numpy().astype(np.float64)
+
+    def save(self, folder: str | Path) -> None:
+        """``learner.json`` (config), ``head.pt`` (state_dict) and ``scalers.npz``."""
+        folder = Path(folder)
+        config = {
+            "type": "torch",
+            "fusion": self.fusion,
+            "hidden": self.hidden,
+            "dropout": self.dropout,
+            "loss_weights": None if self.loss_weights is None else list(self.loss_weights),
+            "classes": self.classes_.tolist(),
+            "input_shapes": {m: list(s) for m, s in self.input_shapes_.items()},
+        }
+        with atomic_path(folder / "head.pt") as tmp:
+            torch.save(self.model_.state_dict(), tmp)
+        with atomic_path(folder / "scalers.npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(
+                    fh, **{f"{m}.{k}": getattr(s, f"{k}_") for m, s in self.scalers_.items() for k in ("mean", "scale")}
+                )
+        write_config(config, folder)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> TorchFusionClassifier:
+        """A fitted classifier from :meth:`save`'s files (tensors and arrays only, no pickle)."""
+        folder = Path(folder)
+        config = read_config(folder)
+        loss_weights = config["loss_weights"] and tuple(config["loss_weights"])
+        learner = cls(config["fusion"], hidden=config["hidden"], dropout=config["dropout"], loss_weights=loss_weights)
+        learner.modalities_ = modalities_for(config["fusion"])
+        learner.classes_ = np.array(config["classes"])
+        learner.input_shapes_ = {m: tuple(s) for m, s in config["input_shapes"].items()}
+        with np.load(folder / "scalers.npz", allow_pickle=False) as arrays:
+            learner.scalers_ = {}
+            for m in learner.modalities_:
+                scaler = Standardizer()
+                scaler.mean_, scaler.scale_ = arrays[f"{m}.mean"], arrays[f"{m}.scale"]
+                learner.scalers_[m] = scaler
+        model = FusionHead(
+            learner.input_shapes_,
+            config["fusion"],
+            config["hidden"],
+            len(learner.classes_),
+            config["dropout"],
+            loss_weights is not None,
+        )
+        model.load_state_dict(torch.load(folder / "head.pt", weights_only=True))
+        learner.model_ = model.eval()
+        return learner

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.datasets.manifest import COLUMNS, read_manifest_file, validate_manifest
+from pipeline.datasets.manifest import COLUMNS, check_fixed_split, read_manifest_file, validate_manifest
 from pipeline.params import Params, as_dict
 from pipeline.stages import DEMO_ROOT, MANIFEST
 from pipeline.store import file_sha256, library_versions, manifest_schema, write_store
@@ -15,7 +15,10 @@ def run(params: Params) -> None:
     ds = params.dataset
     source = DEMO_ROOT / "manifest.csv" if ds.kind == "demo" else ds.manifest
     columns = {} if ds.kind == "demo" else ds.columns
-    df = validate_manifest(read_manifest_file(source, columns), params.train.n_folds, ds.labels)
+    fixed = params.eval.scheme == "fixed"  # the manifest's split column decides; no folds to fill
+    df = validate_manifest(read_manifest_file(source, columns), 1 if fixed else params.eval.n_folds, ds.labels)
+    if fixed:
+        check_fixed_split(df)
     extra = pa.Table.from_pandas(df[[c for c in df.columns if c not in COLUMNS]], preserve_index=False).schema
     meta = {
         "store": "manifest",

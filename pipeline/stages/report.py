@@ -12,6 +12,7 @@ import soundfile as sf
 from pipeline import report_html as rh
 from pipeline.fusion import MODALITIES
 from pipeline.inspect_store import column_group
+from pipeline.params import load_params
 from pipeline.reporting import (
     chance_metrics,
     collect_metrics,
@@ -55,7 +56,9 @@ def run(params_path: str | Path = "params.yaml") -> None:
     """Aggregate every trained variant, write the reports and print the top of the leaderboard."""
     runs = load_runs(MODELS)
     manifest = read_store(MANIFEST, columns=["clip_id", "group"])
-    metrics = collect_metrics(runs, groups=sorted_groups(runs, manifest))
+    params = load_params(params_path)
+    groups = sorted_groups(runs, manifest)
+    metrics = collect_metrics(runs, seed=params.seed, groups=groups, n_boot=params.eval.n_boot)
     seconds = {key: r["metrics"].get("runtime", {}).get("train_seconds") for key, r in runs.items()}
     table = leaderboard(metrics, seconds)
     chance = chance_metrics(runs)
@@ -66,7 +69,8 @@ def run(params_path: str | Path = "params.yaml") -> None:
     with atomic_path(REPORTS / "leaderboard.csv") as tmp:
         csv_table(table, chance).to_csv(tmp, index=False, float_format="%.6f")
     best = runs[(table["model"][0], table["fusion"][0])]
-    write_dvc_plots(best["oof"], best["metrics"]["classes"], REPORTS / "plots")
+    first_repeat = best["oof"][best["oof"]["repeat"] == 0]
+    write_dvc_plots(first_repeat, best["metrics"]["classes"], REPORTS / "plots")
     write_text(render(runs, table, rows, summary, Path(params_path)), REPORTS / "index.html")
     print_console(rows.head(8), summary)
 
@@ -83,7 +87,10 @@ def csv_table(table: pd.DataFrame, chance: dict[str, float]) -> pd.DataFrame:
 
 
 def write_dvc_plots(oof: pd.DataFrame, classes: list[str], folder: Path) -> None:
-    """Inputs of dvc.yaml's plots: actual/predicted pairs and micro-averaged ROC points of the best variant."""
+    """Inputs of dvc.yaml's plots: actual/predicted pairs and micro-averaged ROC points of the best variant.
+
+    ``oof`` holds one prediction per clip (the first repeat).
+    """
     from sklearn.metrics import roc_curve
 
     with atomic_path(folder / "confusion.csv") as tmp:
@@ -100,7 +107,8 @@ def dataset_section(runs: dict) -> str:
     manifest = read_store(MANIFEST, columns=["clip_id", "audio_path", "label", "split"])
     any_run = next(iter(runs.values()))
     per_class = manifest["label"].value_counts().sort_index().rename("clips").to_frame()
-    per_fold = any_run["oof"].groupby(["fold", "label"]).size().unstack(fill_value=0)
+    oof = any_run["oof"]
+    per_fold = oof[oof["repeat"] == 0].groupby(["fold", "label"]).size().unstack(fill_value=0)
     durations = []
     for path in manifest["audio_path"]:
         try:
@@ -136,7 +144,7 @@ def dataset_section(runs: dict) -> str:
         + "<h3>Clips per class</h3>"
         + rh.table_html(per_class.reset_index())
         + splits
-        + "<h3>Clips per test fold and class</h3>"
+        + "<h3>Clips per test fold and class (first repeat)</h3>"
         + rh.table_html(per_fold.reset_index())
     )
 
@@ -239,13 +247,19 @@ def print_console(rows: pd.DataFrame, summary: str) -> None:
     from rich.table import Table
 
     table = Table(title="mmer leaderboard (top rows)", caption=summary)
-    for column in ["rank", "model", "fusion", "macro-F1", "F1 95% CI", "AUC-ROC", "p vs best unimodal"]:
+    columns = [
+        "rank",
+        "model",
+        "fusion",
+        "macro-F1",
+        "F1 95% CI",
+        "AUC-ROC",
+        "ΔF1 vs best unimodal",
+        "p",
+        "F1 text removed",
+    ]
+    for column in columns:
         table.add_column(column)
     for row in rows.to_dict("records"):
-        table.add_row(
-            *(
-                str(row.get(c, ""))
-                for c in ["rank", "model", "fusion", "macro-F1", "F1 95% CI", "AUC-ROC", "p vs best unimodal"]
-            )
-        )
-    Console(width=140).print(table)
+        table.add_row(*(str(row.get(c, "")) for c in columns))
+    Console(width=160).print(table)

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import resource
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline.evaluation import cross_validate, make_folds, summarize
+from pipeline.evaluation import cross_validate, make_splits, per_class_report, summarize
 from pipeline.features.text import clean_text
-from pipeline.fusion import ELEMENTWISE, modalities_for
+from pipeline.fusion import FUSIONS, modalities_for
 from pipeline.models import make_learner
 from pipeline.params import Params, as_dict
-from pipeline.stages import AUDIO_STORE, ESSENTIA_STORE, MANIFEST, MODELS, TEXT_STORE
+from pipeline.stages import AUDIO_STORE, ESSENTIA_STORE, MANIFEST, MELSPEC_STORE, MODELS, TEXT_STORE
 from pipeline.store import (
     oof_schema,
     read_matrix,
     read_metadata,
     read_store,
+    read_tensor,
     store_metadata,
     write_json,
     write_store,
@@ -39,19 +42,27 @@ def load_audio_block(audio_sets: list[str]) -> pd.DataFrame:
 
 
 def load_blocks(
-    audio_sets: list[str], text_representation: str = "embedding", cleaning: dict | None = None
+    audio_sets: list[str],
+    text_representation: str = "embedding",
+    cleaning: dict | None = None,
+    melspec: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], int, list[str]]:
     """Manifest rows present in every feature store, the modality blocks, how many were dropped, audio column names.
 
-    Every variant sees the same clips (and so the same folds), whatever its fusion;
-    clips missing from an audio store (recorded in its errors table) are left out, never
-    imputed. A clip without text stays in: its ``text_present`` is False and its text
-    block is zeros (embeddings) or ``""`` (tfidf, where blocks["text"] holds cleaned texts).
+    Every variant sees the same clips (and so the same folds), whatever its learner
+    and fusion; clips missing from an audio store (recorded in its errors table) are
+    left out, never imputed. With ``melspec``, the audio block is the (clips, mel
+    bands, frames) log-mel tensor. A clip without text stays in: its ``text_present``
+    is False and its text block is zeros (embeddings) or ``""`` (tfidf, where
+    blocks["text"] holds cleaned texts).
     """
-    manifest = read_store(MANIFEST, columns=["clip_id", "label", "group", "text"])
+    manifest = read_store(MANIFEST, columns=["clip_id", "label", "group", "split", "text"])
     ids, matrix, present = read_matrix(TEXT_STORE)
     audio = load_audio_block(audio_sets)
-    keep = manifest["clip_id"].isin(audio.index).to_numpy() & manifest["clip_id"].isin(ids).to_numpy()
+    melspec_ids = read_store(MELSPEC_STORE, columns=["clip_id"])["clip_id"]
+    keep = np.logical_and.reduce(
+        [manifest["clip_id"].isin(ids_).to_numpy() for ids_ in (audio.index, ids, melspec_ids)]
+    )
     rows = manifest[keep].reset_index(drop=True)
     text_rows = pd.Series(np.arange(len(ids)), index=ids).loc[rows["clip_id"]].to_numpy()
     if text_representation == "tfidf":
@@ -59,11 +70,12 @@ def load_blocks(
         text_block = np.array(texts, dtype=object)
     else:
         text_block = matrix[text_rows]
-    blocks = {
-        "audio": audio.loc[rows["clip_id"]].to_numpy(dtype=np.float32),
-        "text": text_block,
-        "text_present": present[text_rows],
-    }
+    if melspec:
+        tensor_ids, tensors, _ = read_tensor(MELSPEC_STORE)
+        audio_block = tensors[pd.Series(np.arange(len(tensor_ids)), index=tensor_ids).loc[rows["clip_id"]].to_numpy()]
+    else:
+        audio_block = audio.loc[rows["clip_id"]].to_numpy(dtype=np.float32)
+    blocks = {"audio": audio_block, "text": text_block, "text_present": present[text_rows]}
     return rows.drop(columns="text"), blocks, int((~keep).sum()), list(audio.columns)
 
 
@@ -85,85 +97,126 @@ def lgbm_importance(fitted: list, fusion: str, audio_names: list[str], text_widt
     return {name: float(g) for name, g in zip(columns, gains)}
 
 
+def check_variant(model: str, fusion: str) -> None:
+    """The dummy runs once, with fusion ``none``; every other learner needs a real fusion."""
+    if (model == "dummy") != (fusion == "none"):
+        raise ValueError(
+            "the dummy learner ignores its inputs: train it with --fusion none"
+            if model == "dummy"
+            else f"fusion 'none' is for the dummy learner only; {model} needs one of {FUSIONS}"
+        )
+    if fusion != "none" and fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; choose one of {FUSIONS}")
+
+
 def run(params: Params, model: str, fusion: str) -> None:
-    """Write models/<model>-<fusion>/{metrics.json, oof.parquet} (+ importance.json for lgbm)."""
+    """Write models/<model>-<fusion>/{metrics.json, oof.parquet, folds/} (+ importance.json for lgbm)."""
+    check_variant(model, fusion)
     out_dir = MODELS / f"{model}-{fusion}"
-    text = params.text
+    text, ev = params.text, params.eval
     cleaning = {
         "strip_timestamps": text.strip_timestamps,
         "strip_sections": text.strip_sections,
         "lowercase": text.lowercase,
     }
-    rows, all_blocks, n_excluded, audio_names = load_blocks(params.train.audio_sets, text.representation, cleaning)
-    wanted = modalities_for(fusion)
+    rows, all_blocks, n_excluded, audio_names = load_blocks(
+        params.train.audio_sets, text.representation, cleaning, melspec=model == "cnn"
+    )
+    wanted = ("audio",) if model == "dummy" else modalities_for(fusion)
     blocks = {key: value for key, value in all_blocks.items() if key.removesuffix("_present") in wanted}
     classes = params.dataset.labels or read_metadata(MANIFEST)["classes"]
     y = np.array([classes.index(label) for label in rows["label"]])
     groups = rows["group"].to_numpy() if rows["group"].notna().all() else None  # prepare allows all or none
-    folds = make_folds(y, groups, params.train.n_folds, params.seed)
+    splits = make_splits(
+        y,
+        groups,
+        scheme=ev.scheme,
+        n_folds=ev.n_folds,
+        n_repeats=ev.n_repeats,
+        val_fraction=ev.val_fraction,
+        seed=params.seed,
+        split=rows["split"].to_numpy(dtype=object) if ev.scheme == "fixed" else None,
+    )
     fitted: list = []
+    tfidf_dim = text.tfidf_dim if text.representation == "tfidf" else None
     started = time.perf_counter()
-    oof, fold_of, per_fold = cross_validate(
-        lambda: make_learner(
-            model, fusion, params.train, params.seed, text.tfidf_dim if text.representation == "tfidf" else None
-        ),
+    probabilities, per_fold = cross_validate(
+        lambda: make_learner(model, fusion, params.train, params.seed, tfidf_dim, ev.val_fraction),
         blocks,
         y,
-        folds,
+        splits,
         len(classes),
         fitted,
     )
     train_seconds = time.perf_counter() - started
+    test_rows = np.concatenate([s.test for s in splits])
+    proba = np.concatenate(probabilities)
+    first_repeat = np.concatenate([np.full(len(s.test), s.repeat == 0) for s in splits])
     predictions = pd.DataFrame(
         {
-            "clip_id": rows["clip_id"],
-            "fold": fold_of,
-            "label": rows["label"],
-            "predicted": np.array(classes)[oof.argmax(axis=1)],
+            "clip_id": rows["clip_id"].to_numpy()[test_rows],
+            "repeat": np.concatenate([np.full(len(s.test), s.repeat, np.int32) for s in splits]),
+            "fold": np.concatenate([np.full(len(s.test), s.fold, np.int32) for s in splits]),
+            "label": rows["label"].to_numpy()[test_rows],
+            "predicted": np.array(classes)[proba.argmax(axis=1)],
         }
     )
     for k, c in enumerate(classes):
-        predictions[f"proba_{c}"] = oof[:, k]
+        predictions[f"proba_{c}"] = proba[:, k]
+    predictions = predictions.sort_values(["repeat", "clip_id"], kind="stable").reset_index(drop=True)
+    run_params = {"seed": params.seed, "eval": as_dict(ev), "train": as_dict(params.train)}
     write_store(
         predictions,
         out_dir / "oof.parquet",
         oof_schema(classes),
-        store_metadata(
-            "oof",
-            {"seed": params.seed, "train": as_dict(params.train)},
-            LIBRARIES,
-            MANIFEST,
-            model=model,
-            fusion=fusion,
-            classes=classes,
-        ),
+        store_metadata("oof", run_params, LIBRARIES, MANIFEST, model=model, fusion=fusion, classes=classes),
     )
+    save_fold_models(fitted, splits, out_dir / "folds")
     metrics = {
         "model": model,
         "fusion": fusion,
         "classes": classes,
+        "scheme": ev.scheme,
         "n_clips": len(rows),
+        "n_test_clips": len(np.unique(test_rows)),
         "n_excluded": n_excluded,
-        "n_folds": len(folds),
+        "n_folds": len({s.fold for s in splits}),
+        "n_repeats": len({s.repeat for s in splits}),
         "grouped": groups is not None,
-        "feature_dims": {m: int(blocks[m].shape[1]) for m in wanted if blocks[m].ndim == 2},
-        "audio_sets": params.train.audio_sets if "audio" in blocks else [],
+        "feature_dims": {
+            m: list(blocks[m].shape[1:]) if blocks[m].ndim == 3 else int(blocks[m].shape[1])
+            for m in wanted
+            if blocks[m].ndim >= 2 and model != "dummy"
+        },
+        "audio_sets": params.train.audio_sets if "audio" in wanted and model not in ("dummy", "cnn") else [],
+        "audio_input": "melspec" if model == "cnn" else "descriptors",
         "text_representation": text.representation if "text" in blocks else None,
         "n_without_text": int((~all_blocks["text_present"]).sum()),
         "folds": per_fold,
         "summary": summarize(per_fold),
-        "params": {"seed": params.seed, "train": as_dict(params.train)},
+        # per-class scores and confusion counts of the first repeat: one prediction per test clip
+        **per_class_report(y[test_rows][first_repeat], proba[first_repeat], classes),
+        "params": run_params,
         "dataset": read_metadata(MANIFEST)["params"]["dataset"],
-        # wall time of the whole cross-validation and the stage's peak memory: the only
-        # keys that vary between identical runs
+        # wall time of the whole protocol and the stage's peak memory: the only keys
+        # that vary between identical runs
         "runtime": {
             "train_seconds": round(train_seconds, 3),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         },
     }
     write_json(metrics, out_dir / "metrics.json")
-    if model == "lgbm" and fusion not in ELEMENTWISE:
+    if model == "lgbm" and fusion in ("audio", "text", "concat"):
         text_width = all_blocks["text"].shape[1] if all_blocks["text"].ndim == 2 else 0
         write_json(lgbm_importance(fitted, fusion, audio_names, text_width), out_dir / "importance.json")
     f1 = metrics["summary"]["f1_macro"]
-    print(f"train {model}-{fusion}: macro-F1 {f1['mean']:.3f} ± {f1['std']:.3f} over {len(folds)} folds")
+    where = f"{len(splits)} folds" if ev.scheme == "cv" else "the test split"
+    print(f"train {model}-{fusion}: macro-F1 {f1['mean']:.3f} ± {f1['std']:.3f} over {where}")
+
+
+def save_fold_models(fitted: list, splits: list, folder: Path) -> None:
+    """The fitted learners of the first repeat, one folder per fold (``load_learner`` reads them back)."""
+    shutil.rmtree(folder, ignore_errors=True)  # no stale folds from an earlier run with more folds
+    for learner, split in zip(fitted, splits):
+        if split.repeat == 0:
+            learner.save(folder / f"fold{split.fold}")
