@@ -61,6 +61,8 @@ def test_dvc_repro_end_to_end(tmp_path):
                 "f1_macro_ci95",
                 "f1_macro_pooled",
                 "p_value_vs_best_unimodal",
+                "best_unimodal",
+                "f1_delta_vs_best_unimodal",
             } | ({"f1_macro_text_removed"} if reads_text else set())
             assert summary["f1_macro"]["std"] > 0 or model == "dummy"  # real per-fold spread, not a constant
     assert (tmp_path / "reports" / "leaderboard.md").read_text().count("\n| ") == 28  # header, 26 rows, chance
