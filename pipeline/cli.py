@@ -27,6 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("report", help="aggregate metrics into reports/")
     inspect = sub.add_parser("inspect", help="show a store's schema, null counts and metadata")
     inspect.add_argument("path")
+    fetch = sub.add_parser("fetch", help="download a dataset's release archives (checksummed, resumable)")
+    fetch.add_argument("dataset", choices=["merge"])
+    fetch.add_argument("--dest", required=True, help="folder to download and unpack into (then dataset.root)")
+    fetch.add_argument(
+        "--archive", action="append", help="archive name(s); default: the one of dataset.subset / dataset.variant"
+    )
+    fetch.add_argument("--record-url", default=None, help="Zenodo record API URL (default: MERGE's record)")
+    fetch.add_argument("--no-extract", action="store_true", help="keep the .zip files packed")
     cache = sub.add_parser("cache", help="manage the per-clip feature cache")
     cache.add_argument("action", choices=["clear"])
     args = parser.parse_args(argv)
@@ -65,6 +73,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pipeline.stages import audio_features
 
         audio_features.run(params)
+    elif args.command == "fetch":
+        from pipeline.datasets.fetch import MERGE_RECORD, fetch_archives, merge_archive
+
+        names = args.archive or [merge_archive(params.dataset.subset, params.dataset.variant)]
+        paths = fetch_archives(args.dest, names, args.record_url or MERGE_RECORD, extract=not args.no_extract)
+        print(f"mmer fetch: {', '.join(str(p) for p in paths)} verified" + ("" if args.no_extract else " and unpacked"))
+        print(f"set dataset.kind: merge and dataset.root: {args.dest} in params.yaml, then `dvc repro`")
     elif args.command == "cache":
         from pipeline.executor import clear_cache
 

@@ -95,14 +95,27 @@ def make_splits(
     val_fraction: float = 0.15,
     seed: int = 0,
     split: np.ndarray | None = None,
+    fold: np.ndarray | None = None,
 ) -> list[Split]:
     """Every (repeat, fold) of the protocol, each with its own inner validation rows.
 
     ``cv``: ``n_repeats`` x stratified (grouped) ``n_folds``-fold, repeat r shuffled
     with seed ``seed + r``; validation carved from each training fold.
     ``fixed``: one split from ``split`` (values train/validate/test); without
-    ``validate`` rows, validation is carved from ``train``.
+    ``validate`` rows, validation is carved from ``train``. ``predefined``: each
+    distinct value of ``fold`` is the test fold once (validation carved as in cv).
     """
+    if scheme == "predefined":
+        if fold is None:
+            raise ValueError("eval.scheme 'predefined' needs a 'fold' column in the manifest")
+        fold = np.asarray(fold, dtype=object)
+        splits = []
+        for k, value in enumerate(sorted(set(fold), key=str)):
+            train, test = np.flatnonzero(fold != value), np.flatnonzero(fold == value)
+            inner_groups = None if groups is None else groups[train]
+            fit, inner = carve_validation(y[train], inner_groups, val_fraction, seed + k)
+            splits.append(Split(0, k, train[fit], train[inner], test))
+        return splits
     if scheme == "fixed":
         if split is None:
             raise ValueError("eval.scheme 'fixed' needs a 'split' column in the manifest (train/validate/test)")
@@ -118,7 +131,7 @@ def make_splits(
             train, val = train[fit], train[inner]
         return [Split(0, 0, train, val, test)]
     if scheme != "cv":
-        raise ValueError(f"unknown eval.scheme {scheme!r}; choose 'cv' or 'fixed'")
+        raise ValueError(f"unknown eval.scheme {scheme!r}; choose 'cv', 'fixed' or 'predefined'")
     splits = []
     for repeat in range(n_repeats):
         for fold, (train, test) in enumerate(make_folds(y, groups, n_folds, seed + repeat)):

@@ -7,6 +7,7 @@ work starts, naming the key and the keys that are allowed.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -43,9 +44,13 @@ class DemoParams:
 class DatasetParams:
     """Which corpus ``prepare`` turns into ``data/manifest.parquet``.
 
-    kind: ``demo`` (generated under ``root``) or ``manifest`` (a CSV/Parquet file
-    named by ``manifest``; ``columns`` maps mmer's column names to the file's).
-    labels: the allowed labels, in report order; ``None`` takes the sorted labels found.
+    kind: ``demo`` (generated under ``root``), ``manifest`` (a CSV/Parquet file named by
+    ``manifest``; ``columns`` maps mmer's column names to the file's), ``merge`` (the
+    MERGE release unpacked under ``root``: ``subset`` audio|lyrics|bimodal, ``variant``
+    balanced|complete, ``split`` 70_15_15|40_30_30|none) or ``folders`` (``root/<label>/``
+    audio files with optional ``.txt``/``.lrc`` sidecars; ``group_regex`` takes the
+    group from each file name). labels: the allowed labels, in report order; ``None``
+    takes the sorted labels found.
     """
 
     kind: str = "demo"
@@ -53,6 +58,10 @@ class DatasetParams:
     manifest: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
     labels: list[str] | None = None
+    subset: str = "bimodal"
+    variant: str = "balanced"
+    split: str = "70_15_15"
+    group_regex: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,8 +122,9 @@ class EvalParams:
     """The evaluation protocol: which clips train, select and test each model.
 
     scheme: ``cv`` (repeated stratified K-fold, grouped by the manifest's ``group``
-    when present) or ``fixed`` (the manifest's ``split`` column: ``train``,
-    ``validate``, ``test``; fit on train, select on validate, score test once).
+    when present), ``fixed`` (the manifest's ``split`` column: ``train``,
+    ``validate``, ``test``; fit on train, select on validate, score test once) or
+    ``predefined`` (the manifest's ``fold`` column: each fold is the test fold once).
     val_fraction: share of each training fold carved off (stratified, grouped) as the
     inner validation split for early stopping and late-fusion weights (cv; fixed
     without ``validate`` rows). n_boot: bootstrap resamples of the CIs and paired tests.
@@ -254,7 +264,8 @@ def _check_value(value: Any, hint: Any, key: str) -> Any:
     else:
         ok = isinstance(value, expected)
     if not ok:
-        raise ParamsError(f"params: '{key}' must be {getattr(expected, '__name__', expected)}, got {value!r}")
+        hint = "; quote it (YAML reads e.g. 70_15_15 as the number 701515)" if expected is str else ""
+        raise ParamsError(f"params: '{key}' must be {getattr(expected, '__name__', expected)}, got {value!r}{hint}")
     if origin is list:
         return [_check_value(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is tuple:
@@ -304,20 +315,41 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 def validate(params: Params) -> None:
     """Cross-field checks that the types alone cannot express."""
-    kinds = ("demo", "manifest")
+    kinds = ("demo", "manifest", "merge", "folders")
     if params.dataset.kind not in kinds:
         raise ParamsError(f"params: dataset.kind must be one of {kinds}, got {params.dataset.kind!r}")
+    if params.dataset.kind in ("merge", "folders") and params.dataset.root == DatasetParams.root:
+        raise ParamsError(
+            f"params: dataset.kind {params.dataset.kind!r} needs dataset.root: the folder holding your corpus "
+            f"(not the demo's {DatasetParams.root})"
+        )
     if params.dataset.kind == "manifest" and not params.dataset.manifest:
         raise ParamsError("params: dataset.kind 'manifest' needs dataset.manifest: PATH (a CSV or Parquet file)")
+    ds = params.dataset
+    merge_choices = {
+        "subset": ("audio", "lyrics", "bimodal"),
+        "variant": ("balanced", "complete"),
+        "split": ("70_15_15", "40_30_30", "none"),
+    }
+    for key, choices in merge_choices.items():
+        if getattr(ds, key) not in choices:
+            raise ParamsError(f"params: dataset.{key} must be one of {choices}, got {getattr(ds, key)!r}")
+    if ds.group_regex is not None:
+        try:
+            re.compile(ds.group_regex)
+        except re.error as exc:
+            raise ParamsError(f"params: dataset.group_regex is not a valid regular expression: {exc}") from exc
     ev = params.eval
-    if ev.scheme not in ("cv", "fixed"):
-        raise ParamsError(f"params: eval.scheme must be 'cv' or 'fixed', got {ev.scheme!r}")
+    if ev.scheme not in ("cv", "fixed", "predefined"):
+        raise ParamsError(f"params: eval.scheme must be 'cv', 'fixed' or 'predefined', got {ev.scheme!r}")
     if ev.n_folds < 2:
         raise ParamsError(f"params: eval.n_folds must be >= 2, got {ev.n_folds}")
     if ev.n_repeats < 1:
         raise ParamsError(f"params: eval.n_repeats must be >= 1, got {ev.n_repeats}")
-    if ev.scheme == "fixed" and ev.n_repeats != 1:
-        raise ParamsError("params: eval.n_repeats applies to scheme 'cv'; the fixed split is scored once (set it to 1)")
+    if ev.scheme != "cv" and ev.n_repeats != 1:
+        raise ParamsError(
+            f"params: eval.n_repeats applies to scheme 'cv'; scheme {ev.scheme!r} is scored once (set it to 1)"
+        )
     if ev.n_boot < 100:
         raise ParamsError(f"params: eval.n_boot must be >= 100 bootstrap resamples, got {ev.n_boot}")
     if not 0 < ev.val_fraction < 0.5:

@@ -49,10 +49,15 @@ def unimodal_references(model: str) -> list[tuple[str, str]]:
 
 
 def load_runs(models_dir: str | Path) -> dict[tuple[str, str], dict]:
-    """``{(model, fusion): {"metrics": metrics.json, "oof": DataFrame, "importance": dict|None}}``."""
+    """``{(model, fusion): {"metrics": metrics.json, "oof": DataFrame, "importance": dict|None}}`` of scored variants.
+
+    Variants skipped for a modality the corpus lacks are left out; :func:`load_skipped` lists them.
+    """
     runs = {}
     for path in sorted(Path(models_dir).glob("*/metrics.json")):
         metrics = json.loads(path.read_text())
+        if "skipped" in metrics:
+            continue
         importance = path.parent / "importance.json"
         runs[(metrics["model"], metrics["fusion"])] = {
             "metrics": metrics,
@@ -60,8 +65,20 @@ def load_runs(models_dir: str | Path) -> dict[tuple[str, str], dict]:
             "importance": json.loads(importance.read_text()) if importance.exists() else None,
         }
     if not runs:
-        raise FileNotFoundError(f"{models_dir}: no */metrics.json found; run the train stages first (`dvc repro`)")
+        raise FileNotFoundError(
+            f"{models_dir}: no scored */metrics.json found; run the train stages first (`dvc repro`)"
+        )
     return runs
+
+
+def load_skipped(models_dir: str | Path) -> dict[str, str]:
+    """``{"<model>-<fusion>": reason}`` of variants skipped because the corpus lacks a modality."""
+    skipped = {}
+    for path in sorted(Path(models_dir).glob("*/metrics.json")):
+        metrics = json.loads(path.read_text())
+        if "skipped" in metrics:
+            skipped[f"{metrics['model']}-{metrics['fusion']}"] = metrics["skipped"]
+    return skipped
 
 
 def oof_arrays(oof: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -176,8 +193,8 @@ def leaderboard(
     return table.reset_index(drop=True)
 
 
-def data_summary(runs: dict[tuple[str, str], dict]) -> str:
-    """One sentence on the clips every variant was scored on (all variants share them)."""
+def data_summary(runs: dict[tuple[str, str], dict], skipped: dict[str, str] | None = None) -> str:
+    """One sentence on the clips every variant was scored on (all variants share them) and any absent modality."""
     run = next(iter(runs.values()))["metrics"]
     if run.get("scheme") == "fixed":
         protocol = f"fixed split: {run['n_test_clips']} test clips scored once"
@@ -186,7 +203,12 @@ def data_summary(runs: dict[tuple[str, str], dict]) -> str:
         protocol = f"{run['n_folds']}-fold CV" + (f" x {repeats} repeats" if repeats > 1 else "")
         protocol += " grouped" if run.get("grouped") else ""
     parts = [f"{run['n_clips']} clips, {len(run['classes'])} classes, {protocol}"]
-    if run.get("n_without_text"):
+    absent = sorted({m for m in ("audio", "text") if m not in run.get("modalities", ["audio", "text"])})
+    if absent:
+        parts.append(
+            f"no {' and no '.join(absent)} in this corpus: {len(skipped or {})} variants that need it were skipped"
+        )
+    elif run.get("n_without_text"):
         parts.append(f"{run['n_without_text']} clips without text (text modality treated as missing)")
     if run.get("n_excluded"):
         parts.append(f"{run['n_excluded']} clips excluded (failed feature extraction; see features/*_errors.parquet)")

@@ -100,5 +100,7 @@ def test_parquet_manifest_with_numeric_columns(tmp_path):
     assert out["group"].tolist()[:2] == ["0", "1"] and set(out["split"]) == {"1"}
     broken = manifest().assign(audio_path=[None] + ["x.wav"] * 9)
     broken.to_parquet(tmp_path / "broken.parquet")
-    with pytest.raises(ManifestError, match="1 clip\\(s\\) have no audio_path, e.g. happy_0"):
+    with pytest.raises(
+        ManifestError, match="1 of 10 clips have no audio_path \\(e.g. happy_0\\); give every clip audio, or none"
+    ):
         valid(read_manifest_file(tmp_path / "broken.parquet"))

@@ -33,14 +33,21 @@ def test_cross_field_checks(tmp_path):
     with pytest.raises(ParamsError, match="needs dataset.manifest"):
         load_params(path)
     path.write_text("dataset:\n  kind: merge\n")
+    with pytest.raises(ParamsError, match="dataset.kind 'merge' needs dataset.root: the folder holding your corpus"):
+        load_params(path)
+    path.write_text("dataset:\n  kind: ravdess\n")
     with pytest.raises(ParamsError, match="dataset.kind must be one of"):
         load_params(path)
     for text, message in [
         ("eval:\n  n_folds: 1\n", "eval.n_folds must be >= 2"),
-        ("eval:\n  scheme: holdout\n", "eval.scheme must be 'cv' or 'fixed'"),
+        ("eval:\n  scheme: holdout\n", "eval.scheme must be 'cv', 'fixed' or 'predefined'"),
         ("eval:\n  n_repeats: 0\n", "eval.n_repeats must be >= 1"),
         ("eval:\n  scheme: fixed\n  n_repeats: 3\n", "n_repeats applies to scheme 'cv'"),
         ("eval:\n  n_boot: 0\n", "eval.n_boot must be >= 100"),
+        ("dataset:\n  split: 70_15_15\n", "'dataset.split' must be str, got 701515; quote it"),
+        ("dataset:\n  subset: both\n", "dataset.subset must be one of"),
+        ("dataset:\n  group_regex: '(spk'\n", "dataset.group_regex is not a valid regular expression"),
+        ("eval:\n  scheme: predefined\n  n_repeats: 2\n", "n_repeats applies to scheme 'cv'"),
         ("train:\n  class_weight: auto\n", "train.class_weight must be null or 'balanced'"),
         ("train:\n  multitask:\n    loss_weights: [1, 1]\n", "loss_weights must be 3 non-negative"),
     ]:

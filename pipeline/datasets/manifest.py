@@ -1,8 +1,9 @@
 """Dataset adapters and manifest validation (the ``prepare`` stage's logic).
 
 Every adapter returns the same table: ``clip_id, audio_path, text, label, group,
-split`` (``group`` and ``split`` nullable). Validation runs before any heavy work and
-names the offending rows and the fix.
+split`` (``group`` and ``split`` nullable; ``audio_path`` empty for every clip of a
+text-only corpus, ``text`` for an audio-only one) plus any extra columns. Validation
+runs before any heavy work and names the offending rows and the fix.
 """
 
 from __future__ import annotations
@@ -15,7 +16,17 @@ import pandas as pd
 from pipeline.store import MANIFEST_SCHEMA
 
 COLUMNS = MANIFEST_SCHEMA.names
-REQUIRED = ("clip_id", "audio_path", "label")
+REQUIRED = ("clip_id", "label")
+INPUT_ONLY = ("text_path", "fold")  # may be mapped in dataset.columns; not part of every manifest
+
+
+def read_text_file(path: str | Path) -> str:
+    """A lyrics/transcript file's text: UTF-8 (with or without BOM), else Latin-1."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 class ManifestError(ValueError):
@@ -27,17 +38,24 @@ def read_manifest_file(path: str | Path, columns: dict[str, str] | None = None) 
 
     ``columns`` maps mmer names to the file's names (``{clip_id: id, group: speaker}``);
     unmapped mmer names default to themselves; extra columns are kept. Audio paths
-    are resolved relative to the manifest's folder.
+    are resolved relative to the manifest's folder. A ``text_path`` column names a
+    ``.txt``/``.lrc`` file per clip (relative to the manifest) whose content becomes
+    the clip's text where ``text`` is empty; a ``fold`` column gives predefined folds
+    (``eval.scheme: predefined``).
     """
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"{path}: manifest not found; set dataset.manifest in params.yaml")
     raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str, keep_default_na=False)
     mapping = dict(columns or {})
-    unknown = sorted(set(mapping) - set(COLUMNS))
+    unknown = sorted(set(mapping) - set(COLUMNS) - set(INPUT_ONLY))
     if unknown:
-        raise ManifestError(f"dataset.columns: unknown mmer column(s) {unknown}; mmer columns are {COLUMNS}")
+        raise ManifestError(
+            f"dataset.columns: unknown mmer column(s) {unknown}; mmer columns are {COLUMNS + list(INPUT_ONLY)}"
+        )
     missing = [mapping.get(c, c) for c in REQUIRED if mapping.get(c, c) not in raw.columns]
+    if not any(mapping.get(c, c) in raw.columns for c in ("audio_path", "text", "text_path")):
+        missing.append("audio_path or text or text_path")
     if missing:
         raise ManifestError(
             f"{path}: missing required column(s) {missing}; found {list(raw.columns)}. "
@@ -46,7 +64,22 @@ def read_manifest_file(path: str | Path, columns: dict[str, str] | None = None) 
     df = normalize_columns(raw.rename(columns={src: dst for dst, src in mapping.items()}))
     base = path.parent
     df["audio_path"] = [p if pd.isna(p) or os.path.isabs(p) else os.path.relpath(base / p) for p in df["audio_path"]]
+    if "text_path" in df.columns:
+        df["text_path"] = df["text_path"].astype("string").str.strip().replace("", pd.NA)
+        df["text"] = [
+            text if pd.notna(text) or pd.isna(tp) else _read_sidecar(base / str(tp), path)
+            for text, tp in zip(df["text"], df["text_path"])
+        ]
+        df["text"] = df["text"].astype("string")
+    if "fold" in df.columns:
+        df["fold"] = df["fold"].astype("string").str.strip()
     return df
+
+
+def _read_sidecar(path: Path, manifest: Path) -> str:
+    if not path.is_file():
+        raise ManifestError(f"{manifest}: text_path {path} not found (text paths are relative to the manifest)")
+    return read_text_file(path)
 
 
 def normalize_columns(df: pd.DataFrame) -> pd.DataFrame:
@@ -92,7 +125,17 @@ def validate_manifest(
             f"manifest: duplicate clip_id(s) {dups[:5]}{' ...' if len(dups) > 5 else ''}; ids must be unique"
         )
     _require_values(df, "label", "have no label")
-    _require_values(df, "audio_path", "have no audio_path")
+    has_audio = df["audio_path"].notna()
+    if has_audio.any() and not has_audio.all():
+        raise ManifestError(
+            f"manifest: {int((~has_audio).sum())} of {len(df)} clips have no audio_path "
+            f"(e.g. {df.loc[~has_audio, 'clip_id'].iloc[0]}); give every clip audio, or none (a text-only corpus)"
+        )
+    if not has_audio.any() and df["text"].isna().any():
+        raise ManifestError(
+            f"manifest: a text-only corpus (no audio_path), but {int(df['text'].isna().sum())} clip(s) have no "
+            f"text either, e.g. {df.loc[df['text'].isna(), 'clip_id'].iloc[0]}"
+        )
     counts = df["label"].value_counts()
     if labels is not None:
         unknown = sorted(set(counts.index) - set(labels))
@@ -121,7 +164,7 @@ def validate_manifest(
                 "lower n_folds or check the group column"
             )
     if check_files:
-        absent = [p for p in df["audio_path"] if not os.path.isfile(p)]
+        absent = [p for p in df["audio_path"].dropna() if not os.path.isfile(p)]
         if absent:
             raise ManifestError(
                 f"manifest: {len(absent)} audio file(s) not found, e.g. {absent[0]}; "
@@ -147,6 +190,17 @@ def check_fixed_split(df: pd.DataFrame) -> None:
     for needed in ("train", "test"):
         if not (split == needed).any():
             raise ManifestError(f"manifest: eval.scheme 'fixed' needs clips with split '{needed}'")
+
+
+def check_predefined_folds(df: pd.DataFrame) -> None:
+    """``eval.scheme: predefined`` needs a ``fold`` column (e.g. UrbanSound8K's) with at least two folds."""
+    if "fold" not in df.columns or df["fold"].isna().any():
+        raise ManifestError(
+            "manifest: eval.scheme 'predefined' needs a fold for every clip; map your column with "
+            "dataset.columns: {fold: <your column>}"
+        )
+    if df["fold"].nunique() < 2:
+        raise ManifestError(f"manifest: eval.scheme 'predefined' needs at least two folds, found {df['fold'].unique()}")
 
 
 def _require_values(df: pd.DataFrame, column: str, problem: str) -> None:

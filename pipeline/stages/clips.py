@@ -21,12 +21,13 @@ ROWS_PER_BATCH = 256  # clips buffered before a row group is written
 
 
 def manifest_tasks(args_tail: tuple) -> tuple[pd.DataFrame, list[ClipTask]]:
-    """One task per manifest row: ``(absolute audio path, *args_tail)``.
+    """One task per manifest row with audio: ``(absolute audio path, *args_tail)``.
 
-    Paths are made absolute here: worker processes are reused and keep the working
-    directory they started in.
+    A text-only corpus has none, and the audio stages write empty stores. Paths are
+    made absolute here: worker processes are reused and keep the working directory
+    they started in.
     """
-    manifest = read_store(MANIFEST, columns=["clip_id", "audio_path"])
+    manifest = read_store(MANIFEST, columns=["clip_id", "audio_path"]).dropna(subset=["audio_path"])
     tasks = [
         ClipTask(cid, (os.path.abspath(path), *args_tail), source=os.path.abspath(path))
         for cid, path in zip(manifest["clip_id"], manifest["audio_path"])

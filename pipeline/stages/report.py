@@ -21,6 +21,7 @@ from pipeline.reporting import (
     leaderboard,
     leaderboard_markdown,
     load_runs,
+    load_skipped,
     sorted_groups,
 )
 from pipeline.stages import (
@@ -63,7 +64,8 @@ def run(params_path: str | Path = "params.yaml") -> None:
     table = leaderboard(metrics, seconds)
     chance = chance_metrics(runs)
     rows = display_rows(table, chance)
-    summary = data_summary(runs)
+    skipped = load_skipped(MODELS)
+    summary = data_summary(runs, skipped)
     write_json(metrics, REPORTS / "metrics.json")
     write_text(leaderboard_markdown(rows, summary), REPORTS / "leaderboard.md")
     with atomic_path(REPORTS / "leaderboard.csv") as tmp:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from pipeline.evaluation import cross_validate, make_splits, per_class_report, summarize
 from pipeline.features.text import clean_text
-from pipeline.fusion import FUSIONS, modalities_for
+from pipeline.fusion import FUSIONS, MODALITIES, modalities_for
 from pipeline.models import make_learner
 from pipeline.params import Params, as_dict
 from pipeline.stages import AUDIO_STORE, ESSENTIA_STORE, MANIFEST, MELSPEC_STORE, MODELS, TEXT_STORE
@@ -54,29 +54,38 @@ def load_blocks(
     left out, never imputed. With ``melspec``, the audio block is the (clips, mel
     bands, frames) log-mel tensor. A clip without text stays in: its ``text_present``
     is False and its text block is zeros (embeddings) or ``""`` (tfidf, where
-    blocks["text"] holds cleaned texts).
+    blocks["text"] holds cleaned texts). A modality no clip has (a text-only or
+    audio-only corpus) has no block at all.
     """
-    manifest = read_store(MANIFEST, columns=["clip_id", "label", "group", "split", "text"])
+    manifest = read_store(MANIFEST)
+    manifest = manifest[
+        [c for c in ("clip_id", "audio_path", "label", "group", "split", "fold", "text") if c in manifest]
+    ]
     ids, matrix, present = read_matrix(TEXT_STORE)
-    audio = load_audio_block(audio_sets)
-    melspec_ids = read_store(MELSPEC_STORE, columns=["clip_id"])["clip_id"]
-    keep = np.logical_and.reduce(
-        [manifest["clip_id"].isin(ids_).to_numpy() for ids_ in (audio.index, ids, melspec_ids)]
-    )
+    has_audio = bool(manifest["audio_path"].notna().any())
+    keep = manifest["clip_id"].isin(ids).to_numpy().copy()
+    audio = pd.DataFrame()
+    if has_audio:
+        audio = load_audio_block(audio_sets)
+        melspec_ids = read_store(MELSPEC_STORE, columns=["clip_id"])["clip_id"]
+        keep &= manifest["clip_id"].isin(audio.index).to_numpy() & manifest["clip_id"].isin(melspec_ids).to_numpy()
     rows = manifest[keep].reset_index(drop=True)
     text_rows = pd.Series(np.arange(len(ids)), index=ids).loc[rows["clip_id"]].to_numpy()
-    if text_representation == "tfidf":
-        texts = [clean_text(t, **(cleaning or {})) for t in rows["text"]]
-        text_block = np.array(texts, dtype=object)
-    else:
-        text_block = matrix[text_rows]
-    if melspec:
+    blocks: dict[str, np.ndarray] = {}
+    if has_audio and melspec:
         tensor_ids, tensors, _ = read_tensor(MELSPEC_STORE)
-        audio_block = tensors[pd.Series(np.arange(len(tensor_ids)), index=tensor_ids).loc[rows["clip_id"]].to_numpy()]
-    else:
-        audio_block = audio.loc[rows["clip_id"]].to_numpy(dtype=np.float32)
-    blocks = {"audio": audio_block, "text": text_block, "text_present": present[text_rows]}
-    return rows.drop(columns="text"), blocks, int((~keep).sum()), list(audio.columns)
+        blocks["audio"] = tensors[
+            pd.Series(np.arange(len(tensor_ids)), index=tensor_ids).loc[rows["clip_id"]].to_numpy()
+        ]
+    elif has_audio:
+        blocks["audio"] = audio.loc[rows["clip_id"]].to_numpy(dtype=np.float32)
+    if present[text_rows].any():
+        if text_representation == "tfidf":
+            blocks["text"] = np.array([clean_text(t, **(cleaning or {})) for t in rows["text"]], dtype=object)
+        else:
+            blocks["text"] = matrix[text_rows]
+        blocks["text_present"] = present[text_rows]
+    return rows.drop(columns=["text", "audio_path"]), blocks, int((~keep).sum()), list(audio.columns)
 
 
 def lgbm_importance(fitted: list, fusion: str, audio_names: list[str], text_width: int) -> dict[str, float]:
@@ -122,7 +131,12 @@ def run(params: Params, model: str, fusion: str) -> None:
     rows, all_blocks, n_excluded, audio_names = load_blocks(
         params.train.audio_sets, text.representation, cleaning, melspec=model == "cnn"
     )
-    wanted = ("audio",) if model == "dummy" else modalities_for(fusion)
+    available = [m for m in MODALITIES if m in all_blocks]
+    wanted = tuple(available[:1]) if model == "dummy" else modalities_for(fusion)
+    absent = [m for m in wanted if m not in all_blocks]
+    if absent:
+        write_skipped(out_dir, model, fusion, absent)
+        return
     blocks = {key: value for key, value in all_blocks.items() if key.removesuffix("_present") in wanted}
     classes = params.dataset.labels or read_metadata(MANIFEST)["classes"]
     y = np.array([classes.index(label) for label in rows["label"]])
@@ -136,6 +150,7 @@ def run(params: Params, model: str, fusion: str) -> None:
         val_fraction=ev.val_fraction,
         seed=params.seed,
         split=rows["split"].to_numpy(dtype=object) if ev.scheme == "fixed" else None,
+        fold=rows["fold"].to_numpy(dtype=object) if ev.scheme == "predefined" else None,
     )
     fitted: list = []
     tfidf_dim = text.tfidf_dim if text.representation == "tfidf" else None
@@ -191,7 +206,8 @@ def run(params: Params, model: str, fusion: str) -> None:
         "audio_sets": params.train.audio_sets if "audio" in wanted and model not in ("dummy", "cnn") else [],
         "audio_input": "melspec" if model == "cnn" else "descriptors",
         "text_representation": text.representation if "text" in blocks else None,
-        "n_without_text": int((~all_blocks["text_present"]).sum()),
+        "n_without_text": int((~all_blocks["text_present"]).sum()) if "text" in all_blocks else len(rows),
+        "modalities": available,
         "folds": per_fold,
         "summary": summarize(per_fold),
         # per-class scores and confusion counts of the first repeat: one prediction per test clip
@@ -207,11 +223,21 @@ def run(params: Params, model: str, fusion: str) -> None:
     }
     write_json(metrics, out_dir / "metrics.json")
     if model == "lgbm" and fusion in ("audio", "text", "concat"):
-        text_width = all_blocks["text"].shape[1] if all_blocks["text"].ndim == 2 else 0
+        text_width = all_blocks["text"].shape[1] if "text" in all_blocks and all_blocks["text"].ndim == 2 else 0
         write_json(lgbm_importance(fitted, fusion, audio_names, text_width), out_dir / "importance.json")
     f1 = metrics["summary"]["f1_macro"]
     where = f"{len(splits)} folds" if ev.scheme == "cv" else "the test split"
     print(f"train {model}-{fusion}: macro-F1 {f1['mean']:.3f} ± {f1['std']:.3f} over {where}")
+
+
+def write_skipped(out_dir: Path, model: str, fusion: str, absent: list[str]) -> None:
+    """A variant that needs a modality the corpus lacks: its metrics.json says so, and nothing else is written."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    reason = ", ".join(f"no clip has {m}" for m in absent)
+    write_json(
+        {"model": model, "fusion": fusion, "skipped": reason, "absent_modalities": absent}, out_dir / "metrics.json"
+    )
+    print(f"train {model}-{fusion}: skipped ({reason})")
 
 
 def save_fold_models(fitted: list, splits: list, folder: Path) -> None:
