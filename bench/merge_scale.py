@@ -26,8 +26,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.datasets.demo import make_clip, write_lyric  # noqa: E402
-from pipeline.executor import ClipTask, map_clips  # noqa: E402
+from pipeline.datasets.demo import make_clip, write_lyric
+from pipeline.executor import ClipTask, map_clips
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -23,6 +23,7 @@ from sklearn.metrics import (
 )
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
+SPLIT_KEYS = ("repeat", "fold", "n_train", "n_val", "n_test")  # per-fold bookkeeping, not metrics
 METRICS = ("f1_macro", "auc_roc_macro", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro")
 
 
@@ -85,6 +86,15 @@ def carve_validation(
 FIXED_SPLITS = ("train", "validate", "test")
 
 
+def sorted_labels(values) -> list:
+    """Fold labels in natural order: numerically when they are all numbers ("2" before "10")."""
+    values = [str(v) for v in values]
+    try:
+        return sorted(values, key=float)
+    except ValueError:
+        return sorted(values)
+
+
 def make_splits(
     y: np.ndarray,
     groups: np.ndarray | None,
@@ -108,9 +118,9 @@ def make_splits(
     if scheme == "predefined":
         if fold is None:
             raise ValueError("eval.scheme 'predefined' needs a 'fold' column in the manifest")
-        fold = np.asarray(fold, dtype=object)
+        fold = np.asarray([str(f) for f in fold], dtype=object)
         splits = []
-        for k, value in enumerate(sorted(set(fold), key=str)):
+        for k, value in enumerate(sorted_labels(set(fold))):
             train, test = np.flatnonzero(fold != value), np.flatnonzero(fold == value)
             inner_groups = None if groups is None else groups[train]
             fit, inner = carve_validation(y[train], inner_groups, val_fraction, seed + k)
@@ -167,7 +177,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
 def summarize(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """``{metric: {mean, std}}`` over folds x repeats (sample std, ddof=1)."""
     summary = {}
-    for metric in [m for m in per_fold[0] if m not in ("repeat", "fold")]:
+    for metric in [m for m in per_fold[0] if m not in SPLIT_KEYS]:
         values = np.array([fold[metric] for fold in per_fold], dtype=float)
         summary[metric] = {
             "mean": float(np.mean(values)),
@@ -223,7 +233,8 @@ def cross_validate(
         y_test = y[split.test]
         proba = predict_all_classes(learner, part["test"], n_classes)
         probabilities.append(proba)
-        scores = {"repeat": split.repeat, "fold": split.fold, **classification_metrics(y_test, proba)}
+        sizes = {"n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test)}
+        scores = {"repeat": split.repeat, "fold": split.fold, **sizes, **classification_metrics(y_test, proba)}
         if "text" in blocks:
             blind = predict_all_classes(learner, without_text(part["test"]), n_classes)
             blind_f1 = f1_score(y_test, blind.argmax(axis=1), average="macro", zero_division=0)

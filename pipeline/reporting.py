@@ -198,6 +198,9 @@ def data_summary(runs: dict[tuple[str, str], dict], skipped: dict[str, str] | No
     run = next(iter(runs.values()))["metrics"]
     if run.get("scheme") == "fixed":
         protocol = f"fixed split: {run['n_test_clips']} test clips scored once"
+    elif run.get("scheme") == "predefined":
+        protocol = f"{run['n_folds']} predefined folds (the manifest's fold column)"
+        protocol += " grouped" if run.get("grouped") else ""
     else:
         repeats = run.get("n_repeats", 1)
         protocol = f"{run['n_folds']}-fold CV" + (f" x {repeats} repeats" if repeats > 1 else "")

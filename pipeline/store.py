@@ -205,7 +205,8 @@ def read_matrix(path: str | Path, column: str = "embedding") -> tuple[np.ndarray
     present = values.is_valid().to_numpy(zero_copy_only=False)
     dim = values.type.list_size
     matrix = np.zeros((len(values), dim), dtype=np.float32)
-    matrix[present] = values.drop_null().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    if present.any():
+        matrix[present] = values.drop_null().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
     return table.column("clip_id").to_numpy(zero_copy_only=False).astype(str), matrix, present
 
 

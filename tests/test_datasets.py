@@ -105,6 +105,12 @@ def test_merge_errors_name_the_missing_file(tmp_path):
     with pytest.raises(ManifestError, match="1 file\\(s\\) named by the metadata are missing, e.g. .*Q3/MT2001.mp3"):
         read_merge(tmp_path, "bimodal", "balanced", "70_15_15")
     sf.write(folder / "audio" / "Q3" / "MT2001.mp3", tone(1), 22050, format="MP3")
+    test_csv = folder / "tvt_dataframes" / "tvt_70_15_15" / "tvt_70_15_15_test_bimodal_balanced.csv"
+    pd.read_csv(test_csv).iloc[1:].to_csv(test_csv, index=False)  # one song left out of every split file
+    with pytest.raises(
+        ManifestError, match="do not match merge_bimodal_balanced_metadata.csv .*1 song\\(s\\) without a split"
+    ):
+        read_merge(tmp_path, "bimodal", "balanced", "70_15_15")
     (folder / "tvt_dataframes" / "tvt_40_30_30" / "tvt_40_30_30_validate_bimodal_balanced.csv").unlink()
     with pytest.raises(ManifestError, match="tvt_40_30_30_validate_bimodal_balanced.csv: not found"):
         read_merge(tmp_path, "bimodal", "balanced", "40_30_30")
@@ -119,18 +125,33 @@ def test_folders_layout_with_sidecar_text_and_group_regex(tmp_path):
             sf.write(tmp_path / label / f"spk{k}_take{label}.wav", tone(k), 22050)
         (tmp_path / label / f"spk0_take{label}.lrc").write_text("[00:01.00]hello")
         (tmp_path / label / "notes_only.txt").write_text("a text-only clip")
+    with pytest.raises(ManifestError, match="happy/notes_only: a text file without an audio file of the same name"):
+        read_folders(tmp_path)
+    for label in ("happy", "sad"):
+        (tmp_path / label / "notes_only.txt").unlink()
     df = read_folders(tmp_path).set_index("clip_id")
-    assert len(df) == 8 and df.loc["sad/notes_only", "text"] == "a text-only clip"
-    assert pd.isna(df.loc["sad/notes_only", "audio_path"]) and df["group"].isna().all()
+    assert len(df) == 6 and df["group"].isna().all()
     assert df.loc["happy/spk0_takehappy", "text"] == "[00:01.00]hello" and pd.isna(
         df.loc["happy/spk1_takehappy", "text"]
     )
-    with pytest.raises(ManifestError, match="does not match the file name 'notes_only.txt'"):
-        read_folders(tmp_path, group_regex=r"^(spk\d+)_")
-    for label in ("happy", "sad"):
-        (tmp_path / label / "notes_only.txt").unlink()
     grouped = read_folders(tmp_path, group_regex=r"^(spk\d+)_").set_index("clip_id")
     assert grouped.loc["sad/spk2_takesad", "group"] == "spk2" and grouped["group"].nunique() == 3
+    (tmp_path / "sad" / "odd_name.wav").write_bytes((tmp_path / "sad" / "spk0_takesad.wav").read_bytes())
+    with pytest.raises(ManifestError, match="does not match the file name 'odd_name.wav'"):
+        read_folders(tmp_path, group_regex=r"^(spk\d+)_")
+    sf.write(tmp_path / "sad" / "odd_name.flac", tone(9), 22050)
+    with pytest.raises(ManifestError, match="two audio files of one clip"):
+        read_folders(tmp_path)
+
+
+def test_folders_without_audio_are_a_text_only_corpus(tmp_path):
+    from pipeline.datasets.folders import read_folders
+
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "one.txt").write_text(f"text of {label}")
+    df = read_folders(tmp_path)
+    assert df["audio_path"].isna().all() and df["text"].tolist() == ["text of a", "text of b"]
 
 
 def test_manifest_text_paths_and_predefined_folds(tmp_path):
@@ -145,6 +166,17 @@ def test_manifest_text_paths_and_predefined_folds(tmp_path):
     df = read_manifest_file(tmp_path / "m.csv", {"clip_id": "id", "text_path": "file", "label": "mood", "fold": "f"})
     assert df["text"].tolist()[:2] == ["first song", "café latin-1"] and pd.isna(df["text"].iloc[2])
     assert df["audio_path"].isna().all() and df["fold"].tolist() == ["1", "2", "3"]
+    from pipeline.datasets.manifest import check_predefined_folds
+
+    check_predefined_folds(df)
+    df.loc[1, "fold"] = pd.NA
+    with pytest.raises(ManifestError, match="needs a fold for every clip"):
+        check_predefined_folds(df)
+    pd.DataFrame({"id": ["a", "b"], "t": ["x", "y"], "mood": ["x", "y"], "f": ["1", ""]}).to_csv(
+        tmp_path / "n.csv", index=False
+    )
+    blank = read_manifest_file(tmp_path / "n.csv", {"clip_id": "id", "text": "t", "label": "mood", "fold": "f"})
+    assert blank["fold"].isna().tolist() == [False, True]  # a blank cell is no fold, not a fold named ""
     pd.DataFrame({"id": ["a"], "file": ["lyrics/zzz.txt"], "mood": ["x"]}).to_csv(tmp_path / "m.csv", index=False)
     with pytest.raises(ManifestError, match="text_path .*zzz.txt not found"):
         read_manifest_file(tmp_path / "m.csv", {"clip_id": "id", "text_path": "file", "label": "mood"})
@@ -162,6 +194,10 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             return super().do_GET()
         data = path.read_bytes()
         start = int(self.headers.get("Range", "bytes=0-")[6:].rstrip("-") or 0)
+        if start >= len(data):  # nothing left: what Zenodo answers for a complete partial file
+            self.send_response(416)
+            self.end_headers()
+            return
         self.send_response(206 if start else 200)
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
@@ -215,6 +251,13 @@ def test_fetch_resumes_verifies_and_unpacks(zenodo, tmp_path):
     assert not (tmp_path / "other.zip.part").exists()
     with pytest.raises(FetchError, match="no file\\(s\\) \\['MERGE_Audio_Complete.zip'\\]"):
         fetch_archives(dest, ["MERGE_Audio_Complete.zip"], f"{base}/record.json")
+    # a download that finished but was killed before its check: verified without another request
+    complete = tmp_path / "again" / "MERGE_Bimodal_Balanced.zip"
+    complete.parent.mkdir()
+    Path(str(complete) + ".part").write_bytes(blob)
+    assert download(f"{base}/MERGE_Bimodal_Balanced.zip", complete, meta["md5"], None).read_bytes() == blob
+    with pytest.raises(FetchError, match="cannot read the record"):
+        record_files(f"{base}/missing.json")
 
 
 def test_fetch_works_with_file_urls(tmp_path):
@@ -222,6 +265,8 @@ def test_fetch_works_with_file_urls(tmp_path):
 
     source = tmp_path / "archive.bin"
     source.write_bytes(b"x" * 5000)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "archive.bin.part").write_bytes(b"garbage")  # file:// ignores Range: start over
     got = download(source.as_uri(), tmp_path / "out" / "archive.bin", hashlib.md5(b"x" * 5000).hexdigest(), 5000)
     assert got.read_bytes() == b"x" * 5000
 
@@ -261,6 +306,8 @@ def test_merge_fixed_split_fits_on_train_and_scores_test_once(tmp_path):
     assert set(metrics["logreg"]) == {"audio", "concat"} and "dummy" in metrics
     run = json.loads((tmp_path / "models" / "logreg-concat" / "metrics.json").read_text())
     assert run["scheme"] == "fixed" and run["n_test_clips"] == 5 and run["grouped"] is True
+    (fold,) = run["folds"]  # fit on the 16 train songs, select on the 3 validate songs, score the 5 test songs
+    assert (fold["n_train"], fold["n_val"], fold["n_test"]) == (16, 3, 5)
     oof = pd.read_parquet(tmp_path / "models" / "logreg-concat" / "oof.parquet")
     manifest = pd.read_parquet(tmp_path / "data" / "manifest.parquet")
     assert sorted(oof["clip_id"]) == sorted(manifest.loc[manifest["split"] == "test", "clip_id"])
@@ -310,7 +357,12 @@ def test_text_only_manifest_with_predefined_folds(tmp_path):
     metrics = run_project(tmp_path, overrides, [("logreg", "text"), ("lgbm", "audio"), ("cnn", "concat")])
     assert set(metrics) == {"logreg"} and metrics["logreg"]["text"]["f1_macro"]["mean"] > 0.9
     oof = pd.read_parquet(tmp_path / "models" / "logreg-text" / "oof.parquet")
-    assert sorted(oof["fold"].unique()) == [0, 1, 2] and len(oof) == 12
+    assert len(oof) == 12
+    run = json.loads((tmp_path / "models" / "logreg-text" / "metrics.json").read_text())
+    assert run["fold_labels"] == ["0", "1", "2"]
+    expected = {r["id"]: str(r["fold"]) for r in rows}
+    assert all(expected[c] == run["fold_labels"][f] for c, f in zip(oof["clip_id"], oof["fold"]))
+    assert "3 predefined folds" in (tmp_path / "reports" / "leaderboard.md").read_text()
     assert (
         json.loads((tmp_path / "models" / "cnn-concat" / "metrics.json").read_text())["skipped"] == "no clip has audio"
     )

@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
+from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
 MERGE_RECORD = "https://zenodo.org/api/records/13939205"
@@ -25,8 +28,11 @@ class FetchError(RuntimeError):
 
 def record_files(record_url: str) -> dict[str, dict]:
     """``{file name: {"url", "size", "md5"}}`` of a Zenodo record (its API JSON; legacy and current formats)."""
-    with urlopen(record_url, timeout=60) as response:
-        record = json.load(response)
+    try:
+        with urlopen(record_url, timeout=60) as response:
+            record = json.load(response)
+    except (URLError, OSError, ValueError) as exc:
+        raise FetchError(f"{record_url}: cannot read the record ({exc})") from exc
     entries = record.get("files", [])
     if isinstance(entries, dict):  # current API: {"entries": {...}} on some endpoints
         entries = list(entries.get("entries", {}).values())
@@ -57,8 +63,6 @@ def file_md5(path: str | Path) -> str:
 
 def download(url: str, dest: str | Path, md5: str | None = None, size: int | None = None) -> Path:
     """Fetch ``url`` to ``dest``, resuming ``dest.part``; verify size and MD5; skip a verified ``dest``."""
-    from tqdm import tqdm
-
     dest = Path(dest)
     if dest.exists() and (md5 is None or file_md5(dest) == md5):
         return dest
@@ -68,18 +72,15 @@ def download(url: str, dest: str | Path, md5: str | None = None, size: int | Non
     if size is not None and start > size:
         part.unlink()
         start = 0
-    headers = {"Range": f"bytes={start}-"} if start else {}
-    with urlopen(Request(url, headers=headers), timeout=60) as response:
-        if start and getattr(response, "status", None) != 206:  # the server sent the whole file again
-            start = 0
-        with (
-            open(part, "ab" if start else "wb") as out,
-            tqdm(total=size, initial=start, unit="B", unit_scale=True, desc=dest.name) as bar,
-        ):
-            for block in iter(lambda: response.read(CHUNK), b""):
-                out.write(block)
-                bar.update(len(block))
-    got = part.stat().st_size
+    if size is None or start < size:  # a complete .part (killed before its check) needs no request
+        try:
+            _stream(url, part, start, size, dest.name)
+        except HTTPError as exc:
+            if exc.code != 416:  # 416: nothing left to send; check what is there
+                raise FetchError(f"{dest.name}: {url} answered {exc.code} {exc.reason}; rerun to retry") from exc
+        except (URLError, OSError) as exc:
+            raise FetchError(f"{dest.name}: download interrupted ({exc}); rerun `mmer fetch` to resume") from exc
+    got = part.stat().st_size if part.exists() else 0
     if size is not None and got != size:
         raise FetchError(f"{dest.name}: got {got} bytes, expected {size}; rerun `mmer fetch` to resume")
     if md5 is not None and file_md5(part) != md5:
@@ -87,6 +88,23 @@ def download(url: str, dest: str | Path, md5: str | None = None, size: int | Non
         raise FetchError(f"{dest.name}: MD5 mismatch (expected {md5}); the partial file was removed, rerun to retry")
     os.replace(part, dest)
     return dest
+
+
+def _stream(url: str, part: Path, start: int, size: int | None, label: str) -> None:
+    """Append ``url``'s bytes from ``start`` to ``part`` (from zero when the server ignores ``Range``)."""
+    from tqdm import tqdm
+
+    headers = {"Range": f"bytes={start}-"} if start else {}
+    with urlopen(Request(url, headers=headers), timeout=60) as response:
+        if start and getattr(response, "status", None) != 206:  # the server sent the whole file again
+            start = 0
+        with (
+            open(part, "ab" if start else "wb") as out,
+            tqdm(total=size, initial=start, unit="B", unit_scale=True, desc=label) as bar,
+        ):
+            for block in iter(lambda: response.read(CHUNK), b""):
+                out.write(block)
+                bar.update(len(block))
 
 
 def fetch_archives(dest: str | Path, names: list[str], record_url: str, extract: bool = True) -> list[Path]:
@@ -100,10 +118,33 @@ def fetch_archives(dest: str | Path, names: list[str], record_url: str, extract:
         meta = files[name]
         path = download(meta["url"], Path(dest) / name, meta["md5"], meta["size"])
         if extract and path.suffix == ".zip":
-            with zipfile.ZipFile(path) as archive:
-                archive.extractall(dest)
+            unpack(path, Path(dest), meta["md5"] or file_md5(path))
         paths.append(path)
     return paths
+
+
+def unpack(archive: Path, dest: Path, md5: str) -> None:
+    """Unzip into a temporary folder beside ``dest``, then move each top-level entry into place.
+
+    A marker ``.<archive>.unpacked`` holding the archive's MD5 skips the work on reruns; an
+    interrupted unpack leaves no half-written tree behind (zipfile drops ``..`` and
+    absolute member paths).
+    """
+    marker = dest / f".{archive.name}.unpacked"
+    if marker.exists() and marker.read_text().strip() == md5:
+        return
+    staging = Path(tempfile.mkdtemp(prefix=f".{archive.stem}.", dir=dest))
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(staging)
+        for entry in staging.iterdir():
+            target = dest / entry.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    marker.write_text(md5 + "\n")
 
 
 def merge_archive(subset: str, variant: str) -> str:

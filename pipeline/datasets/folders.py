@@ -1,9 +1,11 @@
 """Folder-per-class corpora as an mmer manifest.
 
 ``dataset.root/<label>/<name>.<audio ext>``, optionally with a sidecar text
-``<name>.txt`` or ``<name>.lrc`` beside it; a text file with no audio file of the same
-name is a text-only clip. ``dataset.group_regex`` takes the group (speaker, artist)
-from the file name: the first capture group of a match, or the whole match.
+``<name>.txt`` or ``<name>.lrc`` beside it. A corpus without any audio file is a
+text-only corpus (one clip per text file); in a corpus with audio, a text file without
+an audio file of the same name is an error (every clip needs audio there).
+``dataset.group_regex`` takes the group (speaker, artist) from the file name: the
+first capture group of a match, or the whole match.
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ def read_folders(root: str | Path, group_regex: str | None = None) -> pd.DataFra
     rows = []
     for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(p for p in label_dir.iterdir() if p.is_file() and not p.name.startswith("."))
-        audio = {p.stem: p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS}
+        audio: dict[str, Path] = {}
+        for p in files:
+            if p.suffix.lower() in AUDIO_EXTENSIONS:
+                if p.stem in audio:
+                    raise ManifestError(f"{p} and {audio[p.stem].name}: two audio files of one clip; keep one")
+                audio[p.stem] = p
         texts: dict[str, Path] = {}
         for p in files:
             if p.suffix.lower() in TEXT_EXTENSIONS:
@@ -46,6 +53,12 @@ def read_folders(root: str | Path, group_regex: str | None = None) -> pd.DataFra
                     "group": _group(pattern, name) if pattern else None,
                 }
             )
+    orphans = [r["clip_id"] for r in rows if r["audio_path"] is None]
+    if orphans and len(orphans) < len(rows):
+        raise ManifestError(
+            f"{root}/{orphans[0]}: a text file without an audio file of the same name ({len(orphans)} such); "
+            "in a corpus with audio every clip needs audio: rename or remove them"
+        )
     if not rows:
         raise ManifestError(
             f"{root}: no clips found; expected {root}/<label>/<name>{{{','.join(AUDIO_EXTENSIONS)}}} "

@@ -72,7 +72,8 @@ def read_manifest_file(path: str | Path, columns: dict[str, str] | None = None) 
         ]
         df["text"] = df["text"].astype("string")
     if "fold" in df.columns:
-        df["fold"] = df["fold"].astype("string").str.strip()
+        fold = df["fold"].astype("string").str.strip()
+        df["fold"] = fold.mask(fold == "")
     return df
 
 

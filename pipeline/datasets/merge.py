@@ -77,7 +77,11 @@ def read_merge(root: str | Path, subset: str = "bimodal", variant: str = "balanc
         folder / f"{stem}_metadata.csv", [key, "Quadrant"] + (["Lyric_Song"] if subset == "bimodal" else [])
     )
     av = _read_csv(folder / f"{stem}_av_values.csv", [key, "Arousal", "Valence"])
-    table = metadata.merge(av[[key, "Arousal", "Valence"]], on=key, how="left", validate="one_to_one")
+    for name, frame in (("metadata", metadata), ("av_values", av)):
+        repeated = frame[key][frame[key].duplicated()]
+        if len(repeated):
+            raise ManifestError(f"{folder / f'{stem}_{name}.csv'}: {key} {repeated.iloc[0]!r} appears more than once")
+    table = metadata.merge(av[[key, "Arousal", "Valence"]], on=key, how="left")
     quadrant = table["Quadrant"].str.strip()
     df = pd.DataFrame(
         {
@@ -104,9 +108,19 @@ def read_merge(root: str | Path, subset: str = "bimodal", variant: str = "balanc
         df["text"] = [read_text_file(p) for p in paths]
         if subset == "bimodal":
             df["lyric_id"] = lyric_ids
-    df["split"] = (
-        None if split == "none" else read_split(folder, split, subset, variant).reindex(df["clip_id"]).to_numpy()
-    )
+    df["split"] = None
+    if split != "none":
+        assignment = read_split(folder, split, subset, variant)
+        tvt = folder / "tvt_dataframes" / f"tvt_{split}"
+        unassigned = df.loc[~df["clip_id"].isin(assignment.index), "clip_id"]
+        unknown = assignment.index[~assignment.index.isin(df["clip_id"])]
+        if len(unassigned) or len(unknown):
+            example = f"{unassigned.iloc[0]!r} is in no split file" if len(unassigned) else f"{unknown[0]!r} is unknown"
+            raise ManifestError(
+                f"MERGE split files in {tvt} do not match {stem}_metadata.csv ({key}): {len(unassigned)} song(s) "
+                f"without a split, {len(unknown)} song(s) not in the metadata; e.g. {example}"
+            )
+        df["split"] = assignment.reindex(df["clip_id"]).to_numpy()
     return df
 
 

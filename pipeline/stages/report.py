@@ -112,7 +112,7 @@ def dataset_section(runs: dict) -> str:
     oof = any_run["oof"]
     per_fold = oof[oof["repeat"] == 0].groupby(["fold", "label"]).size().unstack(fill_value=0)
     durations = []
-    for path in manifest["audio_path"]:
+    for path in manifest["audio_path"].fillna(""):
         try:
             durations.append(sf.info(path).duration)
         except Exception:  # an unreadable file is already in the errors table
@@ -126,7 +126,9 @@ def dataset_section(runs: dict) -> str:
             ("clips scored (every variant)", any_run["metrics"]["n_clips"]),
             (
                 "audio duration, s (min / median / max)",
-                f"{durations.min():.2f} / {durations.median():.2f} / {durations.max():.2f}",
+                f"{durations.min():.2f} / {durations.median():.2f} / {durations.max():.2f}"
+                if durations.notna().any()
+                else "no audio in this corpus",
             ),
             (
                 "text length, word-pieces (median / max)",

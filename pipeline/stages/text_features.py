@@ -36,6 +36,9 @@ def run(params: Params) -> None:
     cleaned = [
         clean_text(t, config.strip_timestamps, config.strip_sections, config.lowercase) for t in manifest["text"]
     ]
+    if not any(cleaned):  # an audio-only corpus: nothing to embed, no model to load
+        write_without_text(manifest["clip_id"], config)
+        return
     model_id, encoder = load_encoder(config.model, config.device)
     embedder = ChunkEmbedder(encoder)
     dim = encoder.get_embedding_dimension()
@@ -91,3 +94,26 @@ def run(params: Params) -> None:
         f"{len(unique)} distinct texts: {len(todo)} embedded, {len(unique) - len(todo)} from cache; "
         f"{int(df['n_chunks'].sum())} windows of <= {embedder.window} tokens -> {TEXT_STORE}"
     )
+
+
+def write_without_text(clip_ids: pd.Series, config) -> None:
+    """The store of a corpus where no clip has text: every embedding null, the encoder never loaded.
+
+    The embedding column keeps a placeholder width of 1 (Arrow needs a positive fixed
+    size); with ``has_text`` false everywhere, no value of it is ever read.
+    """
+    n = len(clip_ids)
+    df = pd.DataFrame(
+        {
+            "clip_id": clip_ids,
+            "has_text": [False] * n,
+            "n_tokens": [0] * n,
+            "n_chunks": [0] * n,
+            "embedding": [None] * n,
+        }
+    )
+    meta = store_metadata(
+        "text", dataclasses.asdict(config), LIBRARIES, MANIFEST, model_id=None, embedding_dim=None, n_without_text=n
+    )
+    write_store(df, TEXT_STORE, text_schema(1), meta)
+    print(f"text_features: {n} clips, none with text (an audio-only corpus): no model loaded -> {TEXT_STORE}")

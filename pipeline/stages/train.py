@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.evaluation import cross_validate, make_splits, per_class_report, summarize
+from pipeline.evaluation import cross_validate, make_splits, per_class_report, sorted_labels, summarize
 from pipeline.features.text import clean_text
 from pipeline.fusion import FUSIONS, MODALITIES, modalities_for
 from pipeline.models import make_learner
@@ -197,6 +197,8 @@ def run(params: Params, model: str, fusion: str) -> None:
         "n_excluded": n_excluded,
         "n_folds": len({s.fold for s in splits}),
         "n_repeats": len({s.repeat for s in splits}),
+        # predefined scheme: the manifest's fold label of each fold index in oof.parquet and "folds"
+        "fold_labels": sorted_labels(set(rows["fold"].astype(str))) if ev.scheme == "predefined" else None,
         "grouped": groups is not None,
         "feature_dims": {
             m: list(blocks[m].shape[1:]) if blocks[m].ndim == 3 else int(blocks[m].shape[1])
@@ -226,7 +228,7 @@ def run(params: Params, model: str, fusion: str) -> None:
         text_width = all_blocks["text"].shape[1] if "text" in all_blocks and all_blocks["text"].ndim == 2 else 0
         write_json(lgbm_importance(fitted, fusion, audio_names, text_width), out_dir / "importance.json")
     f1 = metrics["summary"]["f1_macro"]
-    where = f"{len(splits)} folds" if ev.scheme == "cv" else "the test split"
+    where = "the test split" if ev.scheme == "fixed" else f"{len(splits)} folds"
     print(f"train {model}-{fusion}: macro-F1 {f1['mean']:.3f} ± {f1['std']:.3f} over {where}")
 
 
