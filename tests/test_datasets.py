@@ -366,3 +366,51 @@ def test_text_only_manifest_with_predefined_folds(tmp_path):
     assert (
         json.loads((tmp_path / "models" / "cnn-concat" / "metrics.json").read_text())["skipped"] == "no clip has audio"
     )
+
+
+def test_fetch_cli_downloads_the_archive_of_the_configured_subset(zenodo, tmp_path, monkeypatch, capsys):
+    from pipeline.cli import main
+    from tests.conftest import write_params
+
+    base, blob = zenodo
+    write_params(tmp_path, {"dataset": {"kind": "merge", "root": "merge", "subset": "bimodal", "variant": "balanced"}})
+    monkeypatch.chdir(tmp_path)
+    assert main(["fetch", "merge", "--dest", "merge", "--record-url", f"{base}/record.json"]) == 0
+    assert (tmp_path / "merge" / "MERGE_Bimodal_Balanced.zip").read_bytes() == blob
+    assert (tmp_path / "merge" / "MERGE_Bimodal_Balanced" / "merge_bimodal_balanced_metadata.csv").exists()
+    assert "verified and unpacked" in capsys.readouterr().out
+    assert main(["fetch", "merge", "--dest", "merge", "--record-url", f"{base}/nothing.json"]) == 1
+    assert "cannot read the record" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("subset", "variant", "fusion"), [("audio", "complete", "audio"), ("lyrics", "balanced", "text")]
+)
+def test_merge_single_modality_subsets_train(tmp_path, subset, variant, fusion):
+    make_merge_tree(tmp_path / "merge", subset, variant, per_quadrant=6)
+    dataset = {
+        "kind": "merge",
+        "root": str(tmp_path / "merge"),
+        "subset": subset,
+        "variant": variant,
+        "split": "40_30_30",
+    }
+    metrics = run_project(tmp_path, {**FAST, "dataset": dataset}, [("logreg", fusion), ("logreg", "concat")])
+    assert set(metrics["logreg"]) == {fusion}  # concat needs both modalities: skipped
+    run = json.loads((tmp_path / "models" / f"logreg-{fusion}" / "metrics.json").read_text())
+    assert run["n_clips"] == 24 and run["modalities"] == [fusion] and run["grouped"] is True
+    assert 0.0 <= metrics["logreg"][fusion]["f1_macro"]["mean"] <= 1.0
+
+
+def test_folders_with_sidecar_lyrics_train_a_fused_variant(tmp_path):
+    for qi, quadrant in enumerate(QUADRANTS[:2]):
+        folder = tmp_path / "corpus" / quadrant
+        folder.mkdir(parents=True)
+        for k in range(6):
+            sf.write(folder / f"artist{k % 3}_{k}.wav", tone(qi * 40 + k), 22050)
+            (folder / f"artist{k % 3}_{k}.lrc").write_text(f"[00:00.10]{WORDS[quadrant]}\n[00:02.00]{k}")
+    dataset = {"kind": "folders", "root": str(tmp_path / "corpus"), "group_regex": r"^(artist\d)_"}
+    metrics = run_project(tmp_path, {**FAST, "dataset": dataset}, [("logreg", "concat")])
+    run = json.loads((tmp_path / "models" / "logreg-concat" / "metrics.json").read_text())
+    assert run["grouped"] is True and run["n_without_text"] == 0 and run["modalities"] == ["audio", "text"]
+    assert metrics["logreg"]["concat"]["f1_macro"]["mean"] > 0.9  # the lyrics name the class
