@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test lint bench clean-outputs
+.PHONY: repro test lint bench bench-merge clean-outputs
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "mmer needs Python 3.11, found " + sys.version.split()[0])'
@@ -24,6 +24,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/audio_extract.py --json bench/results/audio_extract.json
 	$(BIN)/python bench/text_embed.py --json bench/results/text_embed.json
+
+bench-merge: $(STAMP)  # about 25 minutes on 2 cores: a fake MERGE-sized release through every stage
+	$(BIN)/python bench/merge_scale.py --dest /tmp/mmer_merge_scale --json bench/results/merge_scale.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests bench && $(BIN)/ruff format --check pipeline tests bench

@@ -2,7 +2,7 @@
 
 Builds ``MERGE_Bimodal_Complete/`` with the published file names, CSV columns and both
 official splits (2,216 clips x 30 s MP3 by default, synthetic music from the demo
-generator, lyrics of 200-400 words), then runs prepare, the three feature stages, one
+generator, lyrics of about 330 words), then runs prepare, the three feature stages, one
 train stage per variant of dvc.yaml and the report with ``dataset.kind: merge`` and
 ``eval.scheme: fixed`` (fit on train, select on validate, score test — as the MERGE
 paper does), timing each. Prints and optionally writes (``--json``) seconds per stage.
@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     dest = args.dest.resolve()
+    json_path = args.json.resolve() if args.json else None  # the stages run inside dest/project
     started = time.perf_counter()
     build_tree(dest, args.clips, args.seconds)
     generate_s = time.perf_counter() - started
@@ -140,8 +141,8 @@ def main() -> None:
         "total_s": round(sum(seconds.values()), 1),
     }
     print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
