@@ -8,6 +8,8 @@ and the SHA-256 of the manifest it was computed from. Read it back with
 
 from __future__ import annotations
 
+import errno
+import glob
 import hashlib
 import json
 import os
@@ -112,9 +114,16 @@ def oof_schema(classes: Iterable[str]) -> pa.Schema:
 # --- writing and reading ---------------------------------------------------------
 
 
+class DiskFullError(RuntimeError):
+    """An output could not be written for lack of space (the previous version is untouched)."""
+
+
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temp path beside ``path``; rename it onto ``path`` only on success."""
+    """Yield a temp path beside ``path``; rename it onto ``path`` only on success.
+
+    A successful write also removes temp files of ``path`` left behind by a killed run.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -123,6 +132,15 @@ def atomic_path(path: str | Path):
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
         os.replace(tmp, path)
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            stale.unlink(missing_ok=True)
+    except OSError as exc:
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
+            kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
+            raise DiskFullError(
+                f"{path}: no space left on the device while writing; {kept}. Free space and rerun"
+            ) from exc
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

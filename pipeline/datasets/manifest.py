@@ -46,7 +46,10 @@ def read_manifest_file(path: str | Path, columns: dict[str, str] | None = None) 
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"{path}: manifest not found; set dataset.manifest in params.yaml")
-    raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str, keep_default_na=False)
+    if path.suffix == ".parquet":
+        raw = pd.read_parquet(path)
+    else:  # bytes that are not UTF-8 become U+FFFD; prepare records the clips they touched
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace")
     mapping = dict(columns or {})
     unknown = sorted(set(mapping) - set(COLUMNS) - set(INPUT_ONLY))
     if unknown:
@@ -63,6 +66,9 @@ def read_manifest_file(path: str | Path, columns: dict[str, str] | None = None) 
         )
     df = normalize_columns(raw.rename(columns={src: dst for dst, src in mapping.items()}))
     base = path.parent
+    for column in ("audio_path", "text_path"):
+        if column in df.columns:
+            refuse_escaping_paths(df, column, base, path)
     df["audio_path"] = [p if pd.isna(p) or os.path.isabs(p) else os.path.relpath(base / p) for p in df["audio_path"]]
     if "text_path" in df.columns:
         df["text_path"] = df["text_path"].astype("string").str.strip().replace("", pd.NA)
@@ -75,6 +81,23 @@ def read_manifest_file(path: str | Path, columns: dict[str, str] | None = None) 
         fold = df["fold"].astype("string").str.strip()
         df["fold"] = fold.mask(fold == "")
     return df
+
+
+def refuse_escaping_paths(df: pd.DataFrame, column: str, base: Path, manifest: Path) -> None:
+    """A relative path must stay inside the manifest's folder (``../../etc/passwd`` is refused, never opened).
+
+    Absolute paths are taken as the user wrote them.
+    """
+    root = os.path.realpath(base)
+    for clip_id, value in zip(df["clip_id"], df[column]):
+        if pd.isna(value) or os.path.isabs(str(value)):
+            continue
+        target = os.path.realpath(os.path.join(root, str(value)))
+        if os.path.commonpath([root, target]) != root:
+            raise ManifestError(
+                f"{manifest}: {column} {value!r} of clip {clip_id!r} leaves the manifest's folder {base}; "
+                "refused (use a path inside it, or an absolute path)"
+            )
 
 
 def _read_sidecar(path: Path, manifest: Path) -> str:
@@ -116,6 +139,8 @@ def validate_manifest(
     if missing:
         raise ManifestError(f"manifest: missing required column(s) {missing}")
     df = normalize_columns(df)
+    if df.empty:
+        raise ManifestError("manifest: no clips (the file has a header but no rows)")
     ids = df["clip_id"]
     if ids.isna().any():
         raise ManifestError(f"manifest: {int(ids.isna().sum())} row(s) have a blank clip_id (rows {_rows(ids.isna())})")

@@ -45,6 +45,12 @@ def run(params: Params) -> None:
         check_fixed_split(df)
     if scheme == "predefined":
         check_predefined_folds(df)
+    replaced = df.loc[df["text"].str.contains("\ufffd", regex=False, na=False), "clip_id"].tolist()
+    if replaced:
+        print(
+            f"prepare: warning: {len(replaced)} text(s) had bytes that are not UTF-8 (replaced by U+FFFD), "
+            f"e.g. {replaced[0]}; listed in the manifest's metadata (text_decoding_replaced)"
+        )
     extra = pa.Table.from_pandas(df[[c for c in df.columns if c not in COLUMNS]], preserve_index=False).schema
     content = pd.util.hash_pandas_object(df.astype("string"), index=False).to_numpy().tobytes()
     meta = {
@@ -58,5 +64,7 @@ def run(params: Params) -> None:
         "label_counts": {k: int(v) for k, v in df["label"].value_counts().sort_index().items()},
         "classes": ds.labels or sorted(df["label"].unique()),
     }
+    if replaced:
+        meta["text_decoding_replaced"] = replaced
     write_store(df, MANIFEST, manifest_schema(extra.remove_metadata()), meta)
     print(f"prepare: {len(df)} clips ({' + '.join(meta['modalities'])}), classes {meta['label_counts']} -> {MANIFEST}")

@@ -1,0 +1,152 @@
+"""Bad audio, text and manifests: a clear error before heavy work, or a recorded skip with its reason."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from pipeline.audio_io import AudioDecodeError
+from pipeline.datasets.manifest import ManifestError, read_manifest_file
+from pipeline.executor import ClipTask, map_clips
+from pipeline.features.audio import AudioFeatureConfig, ClipError
+from pipeline.stages.audio_features import extract_file
+
+SR = 22050
+CONFIG = AudioFeatureConfig(melspec_frames=64)
+
+
+def tone(seconds: float = 2.0, sr: int = SR) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+def write_cases(folder: Path) -> dict[str, tuple[Path, str | None]]:
+    """``{case: (path, expected error type name or None for a valid clip)}``."""
+    cases = {}
+
+    def add(name, filename, error=None):
+        cases[name] = (folder / filename, error)
+
+    (folder / "zero.wav").write_bytes(b"")
+    add("zero-byte file", "zero.wav", "AudioDecodeError")
+    sf.write(folder / "full.wav", tone(), SR)
+    (folder / "truncated.wav").write_bytes((folder / "full.wav").read_bytes()[:30])
+    add("truncated WAV header", "truncated.wav", "AudioDecodeError")
+    rng = np.random.default_rng(0)
+    (folder / "random.wav").write_bytes(rng.bytes(5000))
+    add("random bytes named .wav", "random.wav", "AudioDecodeError")
+    (folder / "random.mp3").write_bytes(rng.bytes(5000))
+    add("random bytes named .mp3", "random.mp3", "AudioDecodeError")
+    (folder / "text.flac").write_text("not audio at all\n" * 50)
+    add("text file named .flac", "text.flac", "AudioDecodeError")
+    sf.write(folder / "silent.wav", np.zeros(2 * SR, np.float32), SR)
+    add("all-zero clip", "silent.wav")
+    sf.write(folder / "short.wav", tone()[:500], SR)
+    add("shorter than one FFT frame", "short.wav", "ClipError")
+    for subtype in ("PCM_U8", "PCM_24", "FLOAT"):
+        sf.write(folder / f"{subtype}.wav", tone(), SR, subtype=subtype)
+        add(f"{subtype} WAV", f"{subtype}.wav")
+    sf.write(folder / "stereo.wav", np.stack([tone()] * 2, axis=1), SR)
+    add("stereo", "stereo.wav")
+    sf.write(folder / "six.wav", np.stack([tone()] * 6, axis=1), SR)
+    add("6 channels", "six.wav")
+    sf.write(folder / "k8.wav", tone(sr=8000), 8000)
+    add("8 kHz", "k8.wav")
+    sf.write(folder / "k96.wav", tone(sr=96000), 96000)
+    add("96 kHz", "k96.wav")
+    broken = tone()
+    broken[100:200], broken[300] = np.nan, np.inf
+    sf.write(folder / "nan.wav", broken, SR, subtype="FLOAT")
+    add("NaN and inf samples", "nan.wav", "ClipError")
+    os.symlink(folder / "loop_b.wav", folder / "loop_a.wav")
+    os.symlink(folder / "loop_a.wav", folder / "loop_b.wav")
+    add("symlink loop", "loop_a.wav", "AudioDecodeError")
+    return cases
+
+
+def test_every_bad_audio_file_gives_a_typed_reason_and_good_ones_finite_features(tmp_path):
+    cases = write_cases(tmp_path)
+    for name, (path, error) in cases.items():
+        if error is None:
+            record = extract_file(str(path), CONFIG)
+            assert np.isfinite(record["descriptors"]).all(), name
+            assert record["melspec"].shape == (96, 64), name
+        else:
+            with pytest.raises((AudioDecodeError, ClipError)) as caught:
+                extract_file(str(path), CONFIG)
+            assert type(caught.value).__name__ == error, name
+            assert str(caught.value), name
+
+
+def test_a_run_over_bad_files_records_each_with_its_reason(tmp_path):
+    cases = write_cases(tmp_path)
+    tasks = [ClipTask(name, (str(path), CONFIG), str(path)) for name, (path, _) in cases.items()]
+    results, failures = map_clips(extract_file, tasks, n_jobs=2, stage="features")
+    failed = {f.clip_id: f for f in failures}
+    assert set(failed) == {name for name, (_, error) in cases.items() if error}
+    assert set(results) == {name for name, (_, error) in cases.items() if not error}
+    for name, failure in failed.items():
+        assert failure.error_type == cases[name][1] and failure.message
+
+
+def test_a_long_recording_is_read_only_within_the_analysis_window(tmp_path):
+    from pipeline.audio_io import load_audio
+
+    path = tmp_path / "long.flac"
+    with sf.SoundFile(path, "w", SR, 1, format="FLAC") as out:  # 10 minutes, written in blocks
+        for _ in range(60):
+            out.write(tone(10.0))
+    y = load_audio(path, SR, offset_s=120.0, duration_s=30.0)
+    assert y.shape == (30 * SR,)
+
+
+def write_csv(folder: Path, rows: list[dict]) -> Path:
+    path = folder / "manifest.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("escape", ["../../etc/passwd", "../outside.wav", "sub/../../outside.wav"])
+def test_a_path_escaping_the_manifest_folder_is_refused_never_opened(tmp_path, escape):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    path = write_csv(corpus, [{"clip_id": "a", "audio_path": escape, "label": "x"}])
+    with pytest.raises(ManifestError, match="leaves the manifest's folder .*refused"):
+        read_manifest_file(path)
+    text_path = write_csv(corpus, [{"clip_id": "a", "text_path": escape, "label": "x"}])
+    with pytest.raises(ManifestError, match="text_path .* leaves the manifest's folder"):
+        read_manifest_file(text_path)
+
+
+def test_absolute_paths_and_paths_inside_are_accepted(tmp_path):
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere.wav"
+    rows = [
+        {"clip_id": "a", "audio_path": "sub/../sub/a.wav", "label": "x"},
+        {"clip_id": "b", "audio_path": str(elsewhere), "label": "y"},
+    ]
+    df = read_manifest_file(write_csv(corpus, rows))
+    assert df["audio_path"].iloc[1] == str(elsewhere)
+
+
+def test_text_that_is_not_utf8_is_decoded_with_replacement_and_recorded(tmp_path, monkeypatch, capsys):
+    from pipeline.params import load_params
+    from pipeline.stages import MANIFEST, prepare
+    from pipeline.store import read_metadata
+    from tests.conftest import write_params
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "m.csv").write_bytes(b"clip_id,text,label\na,caf\xe9 ol\xe9,x\nb,fine,x\nc,good,y\nd,ok,y\n")
+    df = read_manifest_file(corpus / "m.csv")
+    assert df["text"].tolist()[:2] == ["caf\ufffd ol\ufffd", "fine"]
+    dataset = {"kind": "manifest", "root": str(corpus), "manifest": str(corpus / "m.csv")}
+    write_params(tmp_path, {"dataset": dataset, "eval": {"n_folds": 2}})
+    monkeypatch.chdir(tmp_path)
+    prepare.run(load_params())
+    assert read_metadata(MANIFEST)["text_decoding_replaced"] == ["a"]
+    assert "1 text(s) had bytes that are not UTF-8" in capsys.readouterr().out
