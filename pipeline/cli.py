@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("audio-features", help="extract clip-level audio descriptors")
     sub.add_parser("essentia-features", help="extract music descriptors with essentia")
     sub.add_parser("text-features", help="embed clip texts")
-    train = sub.add_parser("train", help="evaluate one learner x fusion variant (eval.scheme: cv or fixed)")
+    train = sub.add_parser("train", help="evaluate one learner x fusion variant (eval.scheme: cv, fixed or predefined)")
     train.add_argument("--model", required=True, choices=LEARNERS)
     train.add_argument("--fusion", required=True, choices=(*FUSIONS, "none"), help="'none' for the dummy learner")
     sub.add_parser("report", help="aggregate metrics into reports/")
