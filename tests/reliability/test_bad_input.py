@@ -150,3 +150,34 @@ def test_text_that_is_not_utf8_is_decoded_with_replacement_and_recorded(tmp_path
     prepare.run(load_params())
     assert read_metadata(MANIFEST)["text_decoding_replaced"] == ["a"]
     assert "1 text(s) had bytes that are not UTF-8" in capsys.readouterr().out
+
+
+def test_long_rtl_cjk_emoji_and_empty_texts_embed_or_count_as_missing(project):
+    from pipeline.params import load_params
+    from pipeline.stages import MANIFEST, TEXT_STORE, text_features
+    from pipeline.store import read_matrix, read_metadata, read_store, write_store
+
+    manifest = read_store(MANIFEST)
+    texts = {
+        0: "la la love " * 100_000,  # about 1 MB
+        1: "أحبك يا قمري " * 20,  # right-to-left
+        2: "我爱你 🌙💔 사랑해",
+        3: "   \n\t ",
+        4: "",
+    }
+    for row, text in texts.items():
+        manifest.loc[row, "text"] = text
+    import pyarrow.parquet as pq
+
+    write_store(manifest, MANIFEST, pq.read_schema(MANIFEST).remove_metadata(), read_metadata(MANIFEST))
+    text_features.run(load_params())
+    ids, matrix, present = read_matrix(TEXT_STORE)
+    store = read_store(TEXT_STORE).set_index("clip_id")
+    by_id = dict(zip(ids, range(len(ids))))
+    for row in (0, 1, 2):
+        cid = manifest["clip_id"][row]
+        assert present[by_id[cid]] and np.isfinite(matrix[by_id[cid]]).all()
+        assert abs(np.linalg.norm(matrix[by_id[cid]]) - 1) < 1e-4
+    assert store.loc[manifest["clip_id"][0], "n_chunks"] > 1000  # every word-piece of the long text, not 256
+    for row in (3, 4):
+        assert not store.loc[manifest["clip_id"][row], "has_text"]
