@@ -83,6 +83,17 @@ def carve_validation(
     return np.sort(fit), np.sort(val)
 
 
+def split_off_validation(
+    blocks: dict[str, np.ndarray], y: np.ndarray, fraction: float, seed: int
+) -> tuple[dict[str, np.ndarray], np.ndarray, tuple[dict[str, np.ndarray], np.ndarray]]:
+    """(training blocks, training labels, (validation blocks, labels)) carved stratified from ``blocks``.
+
+    For a learner called without the protocol's validation rows.
+    """
+    fit, val = carve_validation(y, None, fraction, seed)
+    return {m: x[fit] for m, x in blocks.items()}, y[fit], ({m: x[val] for m, x in blocks.items()}, y[val])
+
+
 FIXED_SPLITS = ("train", "validate", "test")
 
 

@@ -43,12 +43,10 @@ class LateFusionClassifier:
         validation: tuple[dict[str, np.ndarray], np.ndarray] | None = None,
     ) -> LateFusionClassifier:
         """Fit both learners and tune the weight on ``validation`` (carved from ``blocks`` when None)."""
-        from pipeline.evaluation import carve_validation, macro_f1_from_labels
+        from pipeline.evaluation import macro_f1_from_labels, split_off_validation
 
         if validation is None:
-            fit_rows, val_rows = carve_validation(y, None, self.val_fraction, self.seed)
-            validation = ({m: x[val_rows] for m, x in blocks.items()}, y[val_rows])
-            blocks, y = {m: x[fit_rows] for m, x in blocks.items()}, y[fit_rows]
+            blocks, y, validation = split_off_validation(blocks, y, self.val_fraction, self.seed)
         val_blocks, y_val = validation
         self.classes_ = np.unique(y)
         learners = {"audio": self.audio_learner, "text": self.text_learner}

@@ -212,7 +212,7 @@ class TorchFusionClassifier:
         validation: tuple[dict[str, np.ndarray], np.ndarray] | None = None,
     ) -> TorchFusionClassifier:
         """Train on ``blocks``; keep the epoch with the lowest fused-head loss on ``validation``."""
-        from pipeline.evaluation import carve_validation
+        from pipeline.evaluation import split_off_validation
 
         torch.manual_seed(self.seed)
         torch.set_num_threads(self.n_threads)
@@ -222,9 +222,7 @@ class TorchFusionClassifier:
             known = np.isin(validation[1], self.classes_)
             validation = ({m: x[known] for m, x in validation[0].items()}, validation[1][known])
         if validation is None or not len(validation[1]):
-            fit_rows, val_rows = carve_validation(y, None, self.val_fraction, self.seed)
-            validation = ({m: x[val_rows] for m, x in blocks.items()}, y[val_rows])
-            blocks, y = {m: x[fit_rows] for m, x in blocks.items()}, y[fit_rows]
+            blocks, y, validation = split_off_validation(blocks, y, self.val_fraction, self.seed)
         val_blocks, y_val = validation
         self.scalers_ = {}
         for m in self.modalities_:
