@@ -48,6 +48,11 @@ def load_audio(path: str | Path, sr: int, offset_s: float = 0.0, duration_s: flo
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
+def file_duration(path: str | Path) -> float:
+    """Length of ``path`` in seconds, from its header (nothing is decoded)."""
+    return float(sf.info(str(path)).duration)
+
+
 def write_wav(path: str | Path, y: np.ndarray, sr: int) -> None:
     """Write a mono 16-bit PCM WAV atomically."""
     with atomic_path(path) as tmp:

@@ -109,6 +109,7 @@ def test_html_report_is_complete_and_self_contained(reported):
     # nothing is fetched: no external scripts, styles, images or fonts
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "@import" not in page and "<link" not in page
+    assert re.search(r"files cropped to audio.max_duration_s \(audio_errors metadata\)</td>\s*<td[^>]*>0<", page)
     assert "Audio share of the gain" in page and "params.yaml" in page and "git HEAD when the report was built" in page
 
 

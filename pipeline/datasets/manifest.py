@@ -69,7 +69,10 @@ def read_manifest_file(path: str | Path, columns: dict[str, str] | None = None) 
     for column in ("audio_path", "text_path"):
         if column in df.columns:
             refuse_escaping_paths(df, column, base, path)
-    df["audio_path"] = [p if pd.isna(p) or os.path.isabs(p) else os.path.relpath(base / p) for p in df["audio_path"]]
+    prefix = os.path.relpath(base)  # relative paths become relative to the working directory
+    df["audio_path"] = [
+        p if pd.isna(p) or os.path.isabs(p) else os.path.normpath(os.path.join(prefix, p)) for p in df["audio_path"]
+    ]
     if "text_path" in df.columns:
         df["text_path"] = df["text_path"].astype("string").str.strip().replace("", pd.NA)
         df["text"] = [
@@ -86,14 +89,16 @@ def read_manifest_file(path: str | Path, columns: dict[str, str] | None = None) 
 def refuse_escaping_paths(df: pd.DataFrame, column: str, base: Path, manifest: Path) -> None:
     """A relative path must stay inside the manifest's folder (``../../etc/passwd`` is refused, never opened).
 
-    Absolute paths are taken as the user wrote them.
+    The check is on the written path (no file is touched), so a symlink inside the
+    folder may lead elsewhere, as data folders often do. Absolute paths are taken as
+    the user wrote them.
     """
-    root = os.path.realpath(base)
+    root = os.path.abspath(base)
     for clip_id, value in zip(df["clip_id"], df[column]):
         if pd.isna(value) or os.path.isabs(str(value)):
             continue
-        target = os.path.realpath(os.path.join(root, str(value)))
-        if os.path.commonpath([root, target]) != root:
+        target = os.path.normpath(os.path.join(root, str(value)))
+        if not (target == root or target.startswith(root.rstrip(os.sep) + os.sep)):
             raise ManifestError(
                 f"{manifest}: {column} {value!r} of clip {clip_id!r} leaves the manifest's folder {base}; "
                 "refused (use a path inside it, or an absolute path)"

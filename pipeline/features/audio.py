@@ -37,6 +37,9 @@ class AudioFeatureConfig:
     """Extraction settings (``audio`` in params.yaml).
 
     offset_s, duration_s: window of each file to analyse (None = to the end).
+    max_duration_s: cap on that window when duration_s is None, so an hour-long file
+    never sits in memory whole: longer files are analysed over their first
+    max_duration_s seconds after offset_s, and the crop is recorded (None = no cap).
     n_mels: mel bands behind the MFCCs (librosa's default 128). n_bands: log-mel
     bands summarised as ``melband_XX``. melspec_n_mels, melspec_frames: shape of the
     frame-level log-mel store (frames at ``hop_length``; longer clips are cropped,
@@ -47,6 +50,7 @@ class AudioFeatureConfig:
     sr: int = 22050
     offset_s: float = 0.0
     duration_s: float | None = None
+    max_duration_s: float | None = 600.0
     n_fft: int = 2048
     hop_length: int = 512
     n_mfcc: int = 20
@@ -67,6 +71,13 @@ class AudioFeatureConfig:
             raise ValueError(f"audio.offset_s must be >= 0, got {self.offset_s}")
         if self.duration_s is not None and self.duration_s <= 0:
             raise ValueError(f"audio.duration_s must be > 0 or null (to the end), got {self.duration_s}")
+        if self.max_duration_s is not None and self.max_duration_s <= 0:
+            raise ValueError(f"audio.max_duration_s must be > 0 or null (no cap), got {self.max_duration_s}")
+
+    @property
+    def window_s(self) -> float | None:
+        """Seconds read from each file: duration_s, else the max_duration_s cap (None = all)."""
+        return self.duration_s if self.duration_s is not None else self.max_duration_s
 
 
 def series_layout(config: AudioFeatureConfig) -> list[tuple[str, int]]:

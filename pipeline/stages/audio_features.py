@@ -21,9 +21,20 @@ LIBRARIES = ("librosa", "soundfile", "soxr", "scipy")
 
 
 def extract_file(path: str, config: AudioFeatureConfig) -> dict[str, np.ndarray]:
-    """Decode one file's analysis window and describe it (the job the executor maps)."""
-    y = audio_io.load_audio(path, config.sr, config.offset_s, config.duration_s)
-    return extract_clip(y, config)
+    """Decode one file's analysis window and describe it (the job the executor maps).
+
+    ``source_s`` (the file's full length) rides along so the stage can record crops.
+    """
+    y = audio_io.load_audio(path, config.sr, config.offset_s, config.window_s)
+    return {**extract_clip(y, config), "source_s": np.float64(audio_io.file_duration(path))}
+
+
+def cropped_clips(batch: list[tuple[str, dict]], config: AudioFeatureConfig) -> dict[str, float]:
+    """``{clip_id: file length in s}`` for clips longer than the ``max_duration_s`` cap."""
+    if config.duration_s is not None or config.max_duration_s is None:
+        return {}
+    limit = config.offset_s + config.max_duration_s + 1 / config.sr
+    return {cid: round(float(r["source_s"]), 3) for cid, r in batch if r["source_s"] > limit}
 
 
 def run(params: Params) -> None:
@@ -40,8 +51,10 @@ def run(params: Params) -> None:
         StoreWriter(AUDIO_STORE, descriptors_schema, {**meta, "feature_names": names}) as audio_out,
         StoreWriter(MELSPEC_STORE, mel_schema, {**meta, "store": "melspec", "layout": "(n_mels, n_frames)"}) as mel_out,
     ):
+        cropped: dict[str, float] = {}
 
         def write_batch(batch: list[tuple[str, dict]]) -> None:
+            cropped.update(cropped_clips(batch, config))
             ids = [cid for cid, _ in batch]
             matrix = np.stack([r["descriptors"] for _, r in batch])
             audio_out.write(pd.concat([pd.DataFrame({"clip_id": ids}), pd.DataFrame(matrix, columns=names)], axis=1))
@@ -56,7 +69,13 @@ def run(params: Params) -> None:
             extract_file, tasks, params.executor.n_jobs, stage="features", desc="audio features", cache=cache
         )
         failures, n_cached = stream_batches(outcomes, write_batch)
-        write_errors(failures, manifest, AUDIO_ERRORS, {**meta, "store": "audio_errors"})
+        write_errors(failures, manifest, AUDIO_ERRORS, {**meta, "store": "audio_errors", "cropped_clips": cropped})
+        if cropped:
+            print(
+                f"audio_features: warning: {len(cropped)} file(s) longer than audio.max_duration_s = "
+                f"{config.max_duration_s} s were analysed over their first {config.max_duration_s} s, "
+                f"e.g. {next(iter(cropped))}; listed in {AUDIO_ERRORS}'s metadata (cropped_clips)"
+            )
         check_error_budget(len(failures), len(tasks), params.audio.max_error_fraction, failures, "audio_features")
     print(
         f"audio_features: {audio_out.rows} clips x {len(names)} descriptors + log-mel "

@@ -35,8 +35,12 @@ def run(params: Params) -> None:
     """Describe every clip with essentia (cached, streamed), or write empty stores when disabled."""
     config = params.essentia.feature_config()
     names = music_feature_names()
-    window = (params.audio.offset_s, params.audio.duration_s)  # the same analysis window as audio_features
-    settings = {**dataclasses.asdict(config), "offset_s": window[0], "duration_s": window[1]}
+    audio = params.audio  # the same analysis window as audio_features (whose errors table lists crops)
+    window = (audio.offset_s, audio.window_s)
+    settings = {
+        **dataclasses.asdict(config),
+        **{k: getattr(audio, k) for k in ("offset_s", "duration_s", "max_duration_s")},
+    }
     meta = store_metadata("essentia", settings, LIBRARIES, MANIFEST, feature_names=names)
     manifest, tasks = manifest_tasks((config, *window))
     if not config.enabled:

@@ -120,6 +120,7 @@ def dataset_section(runs: dict) -> str:
     durations = pd.Series(durations)
     text = read_store(TEXT_STORE, columns=["has_text", "n_tokens"])
     errors = {p.name: len(read_store(p)) for p in (AUDIO_ERRORS, ESSENTIA_ERRORS) if p.exists()}
+    cropped = read_metadata(AUDIO_ERRORS).get("cropped_clips", {}) if AUDIO_ERRORS.exists() else {}
     facts = pd.DataFrame(
         [
             ("clips in the manifest", len(manifest)),
@@ -136,6 +137,7 @@ def dataset_section(runs: dict) -> str:
             ),
             ("clips without text (manifest)", int((~text["has_text"]).sum())),
             *[(f"rows in {name}", n) for name, n in errors.items()],
+            ("files cropped to audio.max_duration_s (audio_errors metadata)", len(cropped)),
         ],
         columns=["", "value"],
     )

@@ -1,6 +1,7 @@
 """Bad audio, text and manifests: a clear error before heavy work, or a recorded skip with its reason."""
 
 import os
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,54 @@ def test_a_long_recording_is_read_only_within_the_analysis_window(tmp_path):
     assert y.shape == (30 * SR,)
 
 
+def write_hour_long_wav(path: Path, sr: int = 8000) -> Path:
+    """One hour of tone (8 kHz, 16-bit: 58 MB), written a minute at a time."""
+    with sf.SoundFile(path, "w", sr, 1, subtype="PCM_16") as out:
+        minute = tone(60.0, sr)
+        for _ in range(60):
+            out.write(minute)
+    return path
+
+
+def test_an_hour_long_file_is_cropped_to_max_duration_not_loaded_whole(tmp_path):
+    path = write_hour_long_wav(tmp_path / "hour.wav")
+    capped = AudioFeatureConfig(melspec_frames=64, max_duration_s=60.0)
+    tracemalloc.start()
+    try:
+        record = extract_file(str(path), capped)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the whole hour resampled to 22,050 Hz is 318 MB before any STFT (measured uncapped: 4.5 GB peak)
+    assert peak < 300e6
+    assert float(record["source_s"]) == 3600.0
+    first_minute = extract_file(str(path), AudioFeatureConfig(melspec_frames=64, duration_s=60.0))
+    np.testing.assert_array_equal(record["descriptors"], first_minute["descriptors"])
+    assert AudioFeatureConfig().window_s == 600.0  # the default cap when duration_s is null
+    assert AudioFeatureConfig(duration_s=900.0).window_s == 900.0  # an explicit window is honoured
+    assert AudioFeatureConfig(max_duration_s=None).window_s is None
+    with pytest.raises(ValueError, match="audio.max_duration_s must be > 0 or null"):
+        AudioFeatureConfig(max_duration_s=0)
+
+
+def test_the_audio_stage_lists_cropped_files_and_essentia_reads_the_same_window(project, capsys):
+    from pipeline.params import load_params
+    from pipeline.stages import AUDIO_ERRORS, AUDIO_STORE, ESSENTIA_STORE, audio_features, essentia_features
+    from pipeline.store import read_metadata, read_store
+    from tests.conftest import write_params
+
+    long_clip = project / "data" / "demo" / "audio" / "demo_00005.wav"
+    sf.write(long_clip, np.tile(sf.read(long_clip, dtype="float32")[0], 6), SR)  # 2 s -> 12 s
+    write_params(project, {"audio": {"max_duration_s": 5.0}})
+    params = load_params()
+    audio_features.run(params)
+    assert "1 file(s) longer than audio.max_duration_s = 5.0 s" in capsys.readouterr().out
+    assert read_metadata(AUDIO_ERRORS)["cropped_clips"] == {"demo_00005": 12.0}
+    assert len(read_store(AUDIO_ERRORS)) == 0 and len(read_store(AUDIO_STORE)) == 40  # kept, not skipped
+    essentia_features.run(params)
+    assert read_metadata(ESSENTIA_STORE)["params"]["max_duration_s"] == 5.0
+
+
 def write_csv(folder: Path, rows: list[dict]) -> Path:
     path = folder / "manifest.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
@@ -121,16 +170,20 @@ def test_a_path_escaping_the_manifest_folder_is_refused_never_opened(tmp_path, e
         read_manifest_file(text_path)
 
 
-def test_absolute_paths_and_paths_inside_are_accepted(tmp_path):
+def test_absolute_paths_paths_inside_and_symlinked_folders_are_accepted(tmp_path, monkeypatch):
     corpus = tmp_path / "corpus"
     (corpus / "sub").mkdir(parents=True)
+    (tmp_path / "big_disk").mkdir()
+    (corpus / "linked").symlink_to(tmp_path / "big_disk")  # data living elsewhere, linked in by its owner
     elsewhere = tmp_path / "elsewhere.wav"
     rows = [
         {"clip_id": "a", "audio_path": "sub/../sub/a.wav", "label": "x"},
         {"clip_id": "b", "audio_path": str(elsewhere), "label": "y"},
+        {"clip_id": "c", "audio_path": "linked/c.wav", "label": "y"},
     ]
+    monkeypatch.chdir(tmp_path)
     df = read_manifest_file(write_csv(corpus, rows))
-    assert df["audio_path"].iloc[1] == str(elsewhere)
+    assert df["audio_path"].tolist() == ["corpus/sub/a.wav", str(elsewhere), "corpus/linked/c.wav"]
 
 
 def test_text_that_is_not_utf8_is_decoded_with_replacement_and_recorded(tmp_path, monkeypatch, capsys):
