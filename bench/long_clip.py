@@ -9,6 +9,7 @@ setting, so each peak RSS is that setting's alone:
 (c) ``duration_s: 30`` (MERGE's clip length, as a reference).
 
 Prints seconds and peak RSS with ratios against (a); writes JSON with ``--json PATH``.
+Needs about 5 GB of memory (the uncapped run) and 0.7 GB in the temp folder.
 """
 
 from __future__ import annotations
@@ -67,9 +68,9 @@ def child(path: str, setting: str) -> None:
 
 
 def measure(path: Path, setting: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", str(path), setting], check=True, capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, __file__, "--child", str(path), setting], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"long_clip: the {setting} run failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -19,13 +19,19 @@ class AudioDecodeError(ValueError):
     stage = "decode"
 
 
-def load_audio(path: str | Path, sr: int, offset_s: float = 0.0, duration_s: float | None = None) -> np.ndarray:
-    """Decode ``path`` to a mono float32 waveform at ``sr`` Hz (soundfile + soxr).
+def read_audio(
+    path: str | Path, sr: int, offset_s: float = 0.0, duration_s: float | None = None
+) -> tuple[np.ndarray, float | None]:
+    """Decode ``path``'s window to a mono float32 waveform at ``sr`` Hz (soundfile + soxr).
 
-    Only the window ``[offset_s, offset_s + duration_s)`` is read (the whole file when
+    Only ``[offset_s, offset_s + duration_s)`` is read (to the end of the file when
     ``duration_s`` is None), so long recordings never sit in memory whole. WAV, FLAC,
     OGG/Vorbis and MP3 (libsndfile >= 1.1) decode natively. Channels are averaged to
     mono; other rates are resampled with soxr's high-quality setting.
+
+    Returns the waveform and, when the file goes on past the window, its length in
+    seconds from the header (an estimate for MP3 without a length tag), else None.
+    Whether it goes on is decided exactly, by asking for one frame more than the window.
     """
     try:
         with sf.SoundFile(str(path)) as f:
@@ -36,21 +42,25 @@ def load_audio(path: str | Path, sr: int, offset_s: float = 0.0, duration_s: flo
             preroll = min(start, PREROLL_FRAMES) if f.format in ("MP3", "OGG") else 0
             if start:
                 f.seek(start - preroll)
-            data = f.read(frames=frames if frames < 0 else frames + preroll, dtype="float32", always_2d=True)
+            data = f.read(frames=frames if frames < 0 else frames + preroll + 1, dtype="float32", always_2d=True)
             data = data[preroll:]
+            source_s = f.frames / native_sr
     except Exception as exc:  # soundfile raises several types for bad files
         raise AudioDecodeError(f"{path}: cannot decode audio ({type(exc).__name__}: {exc})") from exc
+    cut_s = None
+    if 0 <= frames < data.shape[0]:
+        data, cut_s = data[:frames], max(source_s, offset_s + duration_s)
     if data.shape[0] == 0:
         raise AudioDecodeError(f"{path}: no samples in the requested window (offset {offset_s} s)")
     y = data.mean(axis=1)
     if native_sr != sr:
         y = soxr.resample(y, native_sr, sr, quality="HQ")
-    return np.ascontiguousarray(y, dtype=np.float32)
+    return np.ascontiguousarray(y, dtype=np.float32), cut_s
 
 
-def file_duration(path: str | Path) -> float:
-    """Length of ``path`` in seconds, from its header (nothing is decoded)."""
-    return float(sf.info(str(path)).duration)
+def load_audio(path: str | Path, sr: int, offset_s: float = 0.0, duration_s: float | None = None) -> np.ndarray:
+    """The waveform of :func:`read_audio` alone."""
+    return read_audio(path, sr, offset_s, duration_s)[0]
 
 
 def write_wav(path: str | Path, y: np.ndarray, sr: int) -> None:

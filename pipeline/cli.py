@@ -20,10 +20,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("prepare", help="validate the dataset and write data/manifest.parquet")
     sub.add_parser("audio-features", help="extract clip-level audio descriptors")
     sub.add_parser("essentia-features", help="extract music descriptors with essentia")
+    sub.add_parser("musicnn-features", help="embed clips with the pretrained musicnn tagger (PyTorch port)")
     sub.add_parser("text-features", help="embed clip texts")
     train = sub.add_parser("train", help="evaluate one learner x fusion variant (eval.scheme: cv, fixed or predefined)")
     train.add_argument("--model", required=True, choices=LEARNERS)
     train.add_argument("--fusion", required=True, choices=(*FUSIONS, "none"), help="'none' for the dummy learner")
+    train.add_argument(
+        "--audio-sets",
+        nargs="+",
+        metavar="SET",
+        help="audio stores of this variant instead of train.audio_sets (written to models/<model>@<sets>-<fusion>)",
+    )
     sub.add_parser("report", help="aggregate metrics into reports/")
     inspect = sub.add_parser("inspect", help="show a store's schema, null counts and metadata")
     inspect.add_argument("path")
@@ -89,6 +96,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pipeline.stages import essentia_features
 
         essentia_features.run(params)
+    elif args.command == "musicnn-features":
+        from pipeline.stages import musicnn_features
+
+        musicnn_features.run(params)
     elif args.command == "text-features":
         from pipeline.stages import text_features
 
@@ -96,7 +107,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "train":
         from pipeline.stages import train
 
-        train.run(params, args.model, args.fusion)
+        train.run(params, args.model, args.fusion, args.audio_sets)
     return 0
 
 

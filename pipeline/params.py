@@ -18,6 +18,7 @@ import yaml
 
 from pipeline.features.audio import AudioFeatureConfig
 from pipeline.features.music import MusicFeatureConfig
+from pipeline.features.musicnn import MusicnnConfig
 from pipeline.features.text import TextConfig
 
 
@@ -99,6 +100,18 @@ class EssentiaParams(MusicFeatureConfig):
     def feature_config(self) -> MusicFeatureConfig:
         """The extraction config alone (what the store's metadata records)."""
         return narrow(self, MusicFeatureConfig)
+
+
+@dataclass(frozen=True)
+class MusicnnParams(MusicnnConfig):
+    """Pretrained musicnn embeddings (features/musicnn.parquet) plus the stage's switch and failure budget."""
+
+    enabled: bool = True
+    max_error_fraction: float = 0.05
+
+    def feature_config(self) -> MusicnnConfig:
+        """The extraction config alone (what the store's metadata records)."""
+        return narrow(self, MusicnnConfig)
 
 
 @dataclass(frozen=True)
@@ -209,7 +222,9 @@ class TrainParams:
 
     audio_sets: which audio stores form the audio modality of the vector learners,
     concatenated per clip: ``descriptors`` (features/audio.parquet), ``essentia``
-    (features/essentia.parquet); the cnn reads features/melspec.parquet instead.
+    (features/essentia.parquet), ``musicnn`` (the 1,506 pooled mid-end features of
+    features/musicnn.parquet), ``musicnn_penultimate`` (its 200-d penultimate layer),
+    ``musicnn_tags`` (its 50 tag probabilities); the cnn reads features/melspec.parquet.
     pca_dim: width ``h`` each modality is projected to (PCA, fitted inside the
     training fold) before the elementwise ``product``/``mean`` fusions of the
     classical learners. class_weight: ``null`` or ``balanced`` (weights inversely
@@ -239,6 +254,7 @@ class Params:
     cache: CacheParams = field(default_factory=CacheParams)
     audio: AudioParams = field(default_factory=AudioParams)
     essentia: EssentiaParams = field(default_factory=EssentiaParams)
+    musicnn: MusicnnParams = field(default_factory=MusicnnParams)
     text: TextParams = field(default_factory=TextParams)
     eval: EvalParams = field(default_factory=EvalParams)
     train: TrainParams = field(default_factory=TrainParams)
@@ -358,19 +374,33 @@ def validate(params: Params) -> None:
         raise ParamsError(f"params: train.class_weight must be null or 'balanced', got {params.train.class_weight!r}")
     if len(params.train.multitask.loss_weights) != 3 or min(params.train.multitask.loss_weights) < 0:
         raise ParamsError("params: train.multitask.loss_weights must be 3 non-negative numbers (fused, audio, text)")
-    for section in ("audio", "essentia"):
+    for section in ("audio", "essentia", "musicnn"):
         if not 0 <= getattr(params, section).max_error_fraction <= 1:
             raise ParamsError(f"params: {section}.max_error_fraction must be in [0, 1]")
-    audio_sets = ("descriptors", "essentia")
-    unknown = sorted(set(params.train.audio_sets) - set(audio_sets))
-    if unknown or not params.train.audio_sets:
-        raise ParamsError(f"params: train.audio_sets must be a non-empty subset of {audio_sets}, got {unknown or '[]'}")
+    check_audio_sets(params, params.train.audio_sets, "train.audio_sets")
     if params.text.representation not in ("embedding", "tfidf"):
         raise ParamsError(
             f"params: text.representation must be 'embedding' or 'tfidf', got {params.text.representation!r}"
         )
-    if "essentia" in params.train.audio_sets and not params.essentia.enabled:
-        raise ParamsError("params: train.audio_sets names essentia but essentia.enabled is false")
+
+
+AUDIO_SETS = ("descriptors", "essentia", "musicnn", "musicnn_penultimate", "musicnn_tags")
+
+
+def check_audio_sets(params: Params, audio_sets: list[str], where: str, require_enabled: bool = True) -> None:
+    """``audio_sets`` names known stores, without repeats, each enabled (when ``require_enabled``)."""
+    unknown = sorted(set(audio_sets) - set(AUDIO_SETS))
+    if unknown or not audio_sets or len(set(audio_sets)) != len(audio_sets):
+        raise ParamsError(
+            f"params: {where} must be a non-empty list of distinct names from {list(AUDIO_SETS)}, "
+            f"got {list(audio_sets)}"
+        )
+    if not require_enabled:
+        return
+    if "essentia" in audio_sets and not params.essentia.enabled:
+        raise ParamsError(f"params: {where} names essentia but essentia.enabled is false")
+    if any(s.startswith("musicnn") for s in audio_sets) and not params.musicnn.enabled:
+        raise ParamsError(f"params: {where} names a musicnn set but musicnn.enabled is false")
 
 
 def as_dict(obj: Any) -> dict:

@@ -40,12 +40,19 @@ CHANCE = ("dummy", "none")
 
 
 def unimodal_references(model: str) -> list[tuple[str, str]]:
-    """The (model, fusion) variants a fused variant of ``model`` is compared with."""
-    if model == "multitask":
-        return [("mlp", "audio"), ("mlp", "text")]
-    if model == "cnn":
-        return [("cnn", "audio"), ("mlp", "text")]
-    return [(model, "audio"), (model, "text")]
+    """The (model, fusion) variants a fused variant of ``model`` is compared with.
+
+    A variant with its own audio sets (``lgbm@musicnn``) is compared with its own
+    audio-only variant and with the learner's text-only one (text does not change).
+    """
+    learner, _, sets = model.partition("@")
+    if learner == "multitask":  # its unimodal references are the mlp's (with the same audio sets)
+        return [(f"mlp@{sets}" if sets else "mlp", "audio"), ("mlp", "text")]
+    if learner == "cnn":
+        audio, text = ("cnn", "audio"), ("mlp", "text")
+    else:
+        audio, text = (learner, "audio"), (learner, "text")
+    return [(model, "audio") if sets else audio, text]
 
 
 def load_runs(models_dir: str | Path) -> dict[tuple[str, str], dict]:
@@ -137,6 +144,7 @@ def collect_metrics(
     for (model, fusion), run in sorted(runs.items()):
         y, proba = arrays[(model, fusion)]
         entry = dict(run["metrics"]["summary"])
+        entry["audio_sets"] = run["metrics"].get("audio_sets", [])
         entry["f1_macro_pooled"] = pooled[(model, fusion)]
         entry["f1_macro_ci95"] = bootstrap_f1_ci(y, proba, n_boot, seed, groups)
         entry["best_unimodal"] = entry["f1_delta_vs_best_unimodal"] = entry["p_value_vs_best_unimodal"] = None
@@ -173,7 +181,7 @@ def leaderboard(
         for fusion, summary in fusions.items():
             if (model, fusion) == CHANCE:
                 continue
-            row = {"model": model, "fusion": fusion}
+            row = {"model": model, "fusion": fusion, "audio": "+".join(summary.get("audio_sets") or []) or "–"}
             for metric in METRICS:
                 row[f"{metric}_mean"] = summary[metric]["mean"]
                 row[f"{metric}_std"] = summary[metric]["std"]
@@ -220,7 +228,9 @@ def data_summary(runs: dict[tuple[str, str], dict], skipped: dict[str, str] | No
 
 def display_rows(table: pd.DataFrame, chance: dict[str, float] | None = None) -> pd.DataFrame:
     """The leaderboard formatted for people: ``mean ± std`` cells, CI, p-value, seconds; chance row last."""
-    out = pd.DataFrame({"rank": table["rank"].astype(str), "model": table["model"], "fusion": table["fusion"]})
+    out = pd.DataFrame(
+        {"rank": table["rank"].astype(str), "model": table["model"], "fusion": table["fusion"], "audio": table["audio"]}
+    )
     for metric in METRICS:
         out[METRIC_TITLES[metric]] = [
             f"{m:.3f} ± {s:.3f}" for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_std"])
@@ -241,7 +251,7 @@ def display_rows(table: pd.DataFrame, chance: dict[str, float] | None = None) ->
     ]
     out["train s"] = ["" if t is None or pd.isna(t) else f"{t:.1f}" for t in table["train_seconds"]]
     if chance is not None:
-        row = {"rank": "–", "model": "chance", "fusion": "dummy (majority class)"}
+        row = {"rank": "–", "model": "chance", "fusion": "dummy (majority class)", "audio": "–"}
         row.update({METRIC_TITLES[m]: f"{chance[m]:.3f}" for m in METRICS})
         out = pd.concat([out, pd.DataFrame([row])], ignore_index=True).fillna("")
     return out

@@ -84,6 +84,13 @@ def music_schema(feature_names: Iterable[str]) -> pa.Schema:
     )
 
 
+def musicnn_schema(feature_names: Iterable[str]) -> pa.Schema:
+    """``features/musicnn.parquet``: clip_id, patch count, float32 pooled / penultimate / tag columns."""
+    return pa.schema(
+        [("clip_id", pa.string()), ("n_patches", pa.int32())] + [(name, pa.float32()) for name in feature_names]
+    )
+
+
 def text_schema(dim: int) -> pa.Schema:
     """``features/text.parquet``: clip_id, has_text, token and window counts, embedding (null without text)."""
     return pa.schema(

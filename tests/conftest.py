@@ -47,9 +47,16 @@ def write_params(directory: Path, overrides: dict | None = None) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_project(tmp_path_factory) -> Path:
-    """A project folder with the demo corpus, manifest and both feature stores built."""
+    """A project folder with the demo corpus, the manifest and every feature store built."""
     from pipeline.params import load_params
-    from pipeline.stages import audio_features, demo_corpus, essentia_features, prepare, text_features
+    from pipeline.stages import (
+        audio_features,
+        demo_corpus,
+        essentia_features,
+        musicnn_features,
+        prepare,
+        text_features,
+    )
 
     root = tmp_path_factory.mktemp("tiny_project")
     write_params(root)
@@ -61,6 +68,7 @@ def tiny_project(tmp_path_factory) -> Path:
         prepare.run(params)
         audio_features.run(params)
         essentia_features.run(params)
+        musicnn_features.run(params)
         text_features.run(params)
     finally:
         os.chdir(cwd)

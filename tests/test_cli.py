@@ -29,5 +29,5 @@ def test_console_script_is_installed():
 
 def test_cache_clear(project, capsys):
     assert main(["cache", "clear"]) == 0
-    assert "removed 120 cached clip results" in capsys.readouterr().out  # 40 audio + 40 essentia + 40 texts
+    assert "removed 160 cached clip results" in capsys.readouterr().out  # 40 audio, essentia, musicnn, texts
     assert not (project / ".mmer_cache").exists()

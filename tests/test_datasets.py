@@ -296,7 +296,12 @@ def run_project(root: Path, overrides: dict, variants: list[tuple[str, str]]) ->
         os.chdir(cwd)
 
 
-FAST = {"executor": {"n_jobs": 1}, "essentia": {"enabled": False}, "eval": {"n_folds": 3}}
+FAST = {
+    "executor": {"n_jobs": 1},
+    "essentia": {"enabled": False},
+    "musicnn": {"enabled": False},
+    "eval": {"n_folds": 3},
+}
 
 
 def test_merge_fixed_split_fits_on_train_and_scores_test_once(tmp_path):

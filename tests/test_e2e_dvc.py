@@ -52,7 +52,9 @@ def test_dvc_repro_end_to_end(tmp_path):
         "multitask": ["concat", "mean", "product"],
         "cnn": ["audio", "concat", "late", "mean", "product"],
         "dummy": ["none"],
+        **{f"{m}@musicnn": ["audio", "concat"] for m in ("lgbm", "logreg", "mlp")},
     }
+    assert metrics["lgbm@musicnn"]["concat"]["best_unimodal"] in ("lgbm@musicnn-audio", "lgbm-text")
     for model, fusions in metrics.items():
         for fusion, summary in fusions.items():
             reads_text = model != "dummy" and fusion != "audio"
@@ -68,9 +70,10 @@ def test_dvc_repro_end_to_end(tmp_path):
                 "p_value_vs_best_unimodal",
                 "best_unimodal",
                 "f1_delta_vs_best_unimodal",
+                "audio_sets",
             } | ({"f1_macro_text_removed"} if reads_text else set())
             assert summary["f1_macro"]["std"] > 0 or model == "dummy"  # real per-fold spread, not a constant
-    assert (tmp_path / "reports" / "leaderboard.md").read_text().count("\n| ") == 28  # header, 26 rows, chance
+    assert (tmp_path / "reports" / "leaderboard.md").read_text().count("\n| ") == 34  # header, 32 rows, chance
     assert (tmp_path / "models" / "cnn-late" / "folds" / "fold2" / "audio" / "head.pt").exists()
     assert (tmp_path / "dvc.lock").exists()
 
@@ -113,9 +116,10 @@ def test_audio_only_corpus_through_dvc_repro(tmp_path):
         "lgbm": ["audio"],
         "logreg": ["audio"],
         "mlp": ["audio"],
+        **{f"{m}@musicnn": ["audio"] for m in ("lgbm", "logreg", "mlp")},
     }
     assert metrics["logreg"]["audio"]["f1_macro"]["mean"] > 0.8  # pitch separates the classes
-    assert "no text in this corpus: 22 variants that need it were skipped" in board
+    assert "no text in this corpus: 25 variants that need it were skipped" in board
 
 
 def test_text_only_corpus_through_dvc_repro(tmp_path):
@@ -136,4 +140,4 @@ def test_text_only_corpus_through_dvc_repro(tmp_path):
         "mlp": ["text"],
     }
     assert metrics["logreg"]["text"]["f1_macro"]["mean"] > 0.8
-    assert "no audio in this corpus: 23 variants that need it were skipped" in board
+    assert "no audio in this corpus: 29 variants that need it were skipped" in board

@@ -64,9 +64,12 @@ def test_leaderboard_files(reported):
     board = (reported / "leaderboard.md").read_text()
     rows = [line for line in board.splitlines() if re.match(r"\| \d+ \|", line)]
     assert len(rows) == 5  # the dummy is the chance row, not ranked
-    f1s = [float(r.split("|")[4].split("±")[0]) for r in rows]
+    f1s = [float(r.split("|")[5].split("±")[0]) for r in rows]
     assert f1s == sorted(f1s, reverse=True)
-    assert "| – | chance | dummy (majority class) |" in board and "40 clips, 4 classes, 4-fold CV x 2 repeats." in board
+    assert (
+        "| – | chance | dummy (majority class) | – |" in board
+        and "40 clips, 4 classes, 4-fold CV x 2 repeats." in board
+    )
     assert rows[0].split("|")[2].strip().startswith("**")  # best row in bold
     full = pd.read_csv(reported / "leaderboard.csv")
     assert full["row"].tolist() == ["best", "variant", "variant", "variant", "variant", "chance"]
@@ -82,6 +85,8 @@ def test_leaderboard_files(reported):
         "logreg-late": True,
         "lgbm-concat": True,
     }
+    audio = csv.set_index(csv["model"] + "-" + csv["fusion"])["audio"]
+    assert audio["logreg-text"] == "–" and audio["logreg-concat"] == "descriptors"
     assert (csv["f1_macro_ci95_low"] <= csv["f1_macro_pooled"]).all()
     assert (csv["f1_macro_pooled"] <= csv["f1_macro_ci95_high"]).all()
     plots = pd.read_csv(reported / "plots" / "confusion.csv")
@@ -161,3 +166,11 @@ def test_grouped_runs_bootstrap_whole_groups():
     clip_low, clip_high = bootstrap_f1_ci(y, proba, seed=0)
     group_low, group_high = bootstrap_f1_ci(y, proba, seed=0, groups=groups)
     assert group_high - group_low > 2 * (clip_high - clip_low)
+
+
+def test_variants_with_their_own_audio_sets_are_compared_with_their_own_audio_only():
+    from pipeline.reporting import unimodal_references
+
+    assert unimodal_references("lgbm@musicnn") == [("lgbm@musicnn", "audio"), ("lgbm", "text")]
+    assert unimodal_references("lgbm") == [("lgbm", "audio"), ("lgbm", "text")]
+    assert unimodal_references("cnn") == [("cnn", "audio"), ("mlp", "text")]

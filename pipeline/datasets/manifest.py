@@ -66,17 +66,17 @@ def read_manifest_file(path: str | Path, columns: dict[str, str] | None = None) 
         )
     df = normalize_columns(raw.rename(columns={src: dst for dst, src in mapping.items()}))
     base = path.parent
-    for column in ("audio_path", "text_path"):
-        if column in df.columns:
-            refuse_escaping_paths(df, column, base, path)
+    refuse_escaping_paths(df, "audio_path", base, path)
+    if "text_path" in df.columns:
+        df["text_path"] = df["text_path"].astype("string").str.strip().replace("", pd.NA)
+        refuse_escaping_paths(df, "text_path", base, path, follow_links=True)
     prefix = os.path.relpath(base)  # relative paths become relative to the working directory
     df["audio_path"] = [
         p if pd.isna(p) or os.path.isabs(p) else os.path.normpath(os.path.join(prefix, p)) for p in df["audio_path"]
     ]
     if "text_path" in df.columns:
-        df["text_path"] = df["text_path"].astype("string").str.strip().replace("", pd.NA)
         df["text"] = [
-            text if pd.notna(text) or pd.isna(tp) else _read_sidecar(base / str(tp), path)
+            text if pd.notna(text) or pd.isna(tp) else _read_sidecar(Path(os.path.realpath(base / str(tp))), path)
             for text, tp in zip(df["text"], df["text_path"])
         ]
         df["text"] = df["text"].astype("string")
@@ -86,19 +86,25 @@ def read_manifest_file(path: str | Path, columns: dict[str, str] | None = None) 
     return df
 
 
-def refuse_escaping_paths(df: pd.DataFrame, column: str, base: Path, manifest: Path) -> None:
+def refuse_escaping_paths(
+    df: pd.DataFrame, column: str, base: Path, manifest: Path, follow_links: bool = False
+) -> None:
     """A relative path must stay inside the manifest's folder (``../../etc/passwd`` is refused, never opened).
 
-    The check is on the written path (no file is touched), so a symlink inside the
-    folder may lead elsewhere, as data folders often do. Absolute paths are taken as
-    the user wrote them.
+    By default the check is on the written path (nothing is touched), so a symlink
+    inside the folder may lead to data elsewhere, as data folders often do. With
+    ``follow_links`` (text files, whose contents are copied into the manifest store)
+    symlinks are resolved first, so a link may not lead out. Absolute paths are taken
+    as the user wrote them.
     """
-    root = os.path.abspath(base)
+    root = os.path.realpath(base) if follow_links else os.path.abspath(base)
+    inside = root.rstrip(os.sep) + os.sep
     for clip_id, value in zip(df["clip_id"], df[column]):
         if pd.isna(value) or os.path.isabs(str(value)):
             continue
-        target = os.path.normpath(os.path.join(root, str(value)))
-        if not (target == root or target.startswith(root.rstrip(os.sep) + os.sep)):
+        joined = os.path.join(root, str(value))
+        target = os.path.realpath(joined) if follow_links else os.path.normpath(joined)
+        if not (target == root or target.startswith(inside)):
             raise ManifestError(
                 f"{manifest}: {column} {value!r} of clip {clip_id!r} leaves the manifest's folder {base}; "
                 "refused (use a path inside it, or an absolute path)"

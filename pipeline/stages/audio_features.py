@@ -23,18 +23,17 @@ LIBRARIES = ("librosa", "soundfile", "soxr", "scipy")
 def extract_file(path: str, config: AudioFeatureConfig) -> dict[str, np.ndarray]:
     """Decode one file's analysis window and describe it (the job the executor maps).
 
-    ``source_s`` (the file's full length) rides along so the stage can record crops.
+    ``source_s`` rides along so the stage can record crops: the file's length in
+    seconds when it was cut at the ``max_duration_s`` cap, else 0.
     """
-    y = audio_io.load_audio(path, config.sr, config.offset_s, config.window_s)
-    return {**extract_clip(y, config), "source_s": np.float64(audio_io.file_duration(path))}
+    y, cut_s = audio_io.read_audio(path, config.sr, config.offset_s, config.window_s)
+    capped = cut_s is not None and config.duration_s is None
+    return {**extract_clip(y, config), "source_s": np.float64(cut_s if capped else 0.0)}
 
 
-def cropped_clips(batch: list[tuple[str, dict]], config: AudioFeatureConfig) -> dict[str, float]:
-    """``{clip_id: file length in s}`` for clips longer than the ``max_duration_s`` cap."""
-    if config.duration_s is not None or config.max_duration_s is None:
-        return {}
-    limit = config.offset_s + config.max_duration_s + 1 / config.sr
-    return {cid: round(float(r["source_s"]), 3) for cid, r in batch if r["source_s"] > limit}
+def cropped_clips(batch: list[tuple[str, dict]]) -> dict[str, float]:
+    """``{clip_id: file length in s}`` for files cut at ``max_duration_s`` after ``offset_s``."""
+    return {cid: round(float(r["source_s"]), 3) for cid, r in batch if r["source_s"] > 0}
 
 
 def run(params: Params) -> None:
@@ -54,7 +53,7 @@ def run(params: Params) -> None:
         cropped: dict[str, float] = {}
 
         def write_batch(batch: list[tuple[str, dict]]) -> None:
-            cropped.update(cropped_clips(batch, config))
+            cropped.update(cropped_clips(batch))
             ids = [cid for cid, _ in batch]
             matrix = np.stack([r["descriptors"] for _, r in batch])
             audio_out.write(pd.concat([pd.DataFrame({"clip_id": ids}), pd.DataFrame(matrix, columns=names)], axis=1))
@@ -72,8 +71,8 @@ def run(params: Params) -> None:
         write_errors(failures, manifest, AUDIO_ERRORS, {**meta, "store": "audio_errors", "cropped_clips": cropped})
         if cropped:
             print(
-                f"audio_features: warning: {len(cropped)} file(s) longer than audio.max_duration_s = "
-                f"{config.max_duration_s} s were analysed over their first {config.max_duration_s} s, "
+                f"audio_features: warning: {len(cropped)} file(s) go on past audio.offset_s + max_duration_s "
+                f"({config.offset_s} + {config.max_duration_s} s) and were analysed over that window only, "
                 f"e.g. {next(iter(cropped))}; listed in {AUDIO_ERRORS}'s metadata (cropped_clips)"
             )
         check_error_budget(len(failures), len(tasks), params.audio.max_error_fraction, failures, "audio_features")

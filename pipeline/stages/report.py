@@ -32,6 +32,8 @@ from pipeline.stages import (
     MANIFEST,
     MELSPEC_STORE,
     MODELS,
+    MUSICNN_ERRORS,
+    MUSICNN_STORE,
     REPORTS,
     TEXT_STORE,
 )
@@ -47,6 +49,7 @@ VERSIONED = (
     "scikit-learn",
     "lightgbm",
     "torch",
+    "google-crc32c",
     "sentence-transformers",
     "transformers",
     "dvc",
@@ -119,7 +122,7 @@ def dataset_section(runs: dict) -> str:
             durations.append(float("nan"))
     durations = pd.Series(durations)
     text = read_store(TEXT_STORE, columns=["has_text", "n_tokens"])
-    errors = {p.name: len(read_store(p)) for p in (AUDIO_ERRORS, ESSENTIA_ERRORS) if p.exists()}
+    errors = {p.name: len(read_store(p)) for p in (AUDIO_ERRORS, ESSENTIA_ERRORS, MUSICNN_ERRORS) if p.exists()}
     cropped = read_metadata(AUDIO_ERRORS).get("cropped_clips", {}) if AUDIO_ERRORS.exists() else {}
     facts = pd.DataFrame(
         [
@@ -192,11 +195,12 @@ def metadata_section(params_path: Path) -> str:
     except (OSError, subprocess.CalledProcessError):
         revision = "unknown (not a git checkout)"
     stores = {}
-    for path in (MANIFEST, AUDIO_STORE, MELSPEC_STORE, ESSENTIA_STORE, TEXT_STORE):
+    for path in (MANIFEST, AUDIO_STORE, MELSPEC_STORE, ESSENTIA_STORE, MUSICNN_STORE, TEXT_STORE):
         if path.exists():
             meta = read_metadata(path)
-            if "feature_names" in meta:
-                meta["feature_names"] = f"{len(meta['feature_names'])} names"
+            for key in ("feature_names", "tags"):
+                if key in meta:
+                    meta[key] = f"{len(meta[key])} names"
             stores[str(path)] = meta
     params_text = params_path.read_text() if params_path.exists() else "(params.yaml not found)"
     return (
@@ -257,6 +261,7 @@ def print_console(rows: pd.DataFrame, summary: str) -> None:
         "rank",
         "model",
         "fusion",
+        "audio",
         "macro-F1",
         "F1 95% CI",
         "AUC-ROC",

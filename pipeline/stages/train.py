@@ -14,8 +14,8 @@ from pipeline.evaluation import cross_validate, make_splits, per_class_report, s
 from pipeline.features.text import clean_text
 from pipeline.fusion import FUSIONS, MODALITIES, modalities_for
 from pipeline.models import make_learner
-from pipeline.params import Params, as_dict
-from pipeline.stages import AUDIO_STORE, ESSENTIA_STORE, MANIFEST, MELSPEC_STORE, MODELS, TEXT_STORE
+from pipeline.params import Params, as_dict, check_audio_sets
+from pipeline.stages import AUDIO_STORE, ESSENTIA_STORE, MANIFEST, MELSPEC_STORE, MODELS, MUSICNN_STORE, TEXT_STORE
 from pipeline.store import (
     oof_schema,
     read_matrix,
@@ -30,15 +30,34 @@ from pipeline.store import (
 LIBRARIES = ("scikit-learn", "lightgbm", "torch")
 
 
+# audio set -> (store, prefix of its columns; None = every numeric column)
+AUDIO_SET_COLUMNS = {
+    "descriptors": (AUDIO_STORE, None),
+    "essentia": (ESSENTIA_STORE, None),
+    "musicnn": (MUSICNN_STORE, "pool_"),
+    "musicnn_penultimate": (MUSICNN_STORE, "penultimate_"),
+    "musicnn_tags": (MUSICNN_STORE, "tag_"),
+}
+
+
 def load_audio_block(audio_sets: list[str]) -> pd.DataFrame:
-    """The audio modality: the numeric columns of each named audio store, joined on clip_id."""
-    stores = {"descriptors": AUDIO_STORE, "essentia": ESSENTIA_STORE}
+    """The audio modality: the feature columns of each named audio set, joined on clip_id."""
     block = None
     for name in audio_sets:
-        table = read_store(stores[name]).set_index("clip_id")
-        table = table.select_dtypes("number").add_prefix(f"{name}:")
+        store, prefix = AUDIO_SET_COLUMNS[name]
+        table = read_store(store).set_index("clip_id").select_dtypes("number")
+        if prefix is not None:
+            table = table[[c for c in table.columns if c.startswith(prefix)]]
+        table = table.add_prefix(f"{name}:")
         block = table if block is None else block.join(table, how="inner")
     return block
+
+
+def shared_audio_sets(params: Params) -> list[str]:
+    """The audio sets whose stores decide the clips of every variant: the descriptors
+    (and log-mels), ``train.audio_sets``, and musicnn when enabled (train_musicnn reads it)."""
+    sets = ["descriptors", *params.train.audio_sets, *(["musicnn"] if params.musicnn.enabled else [])]
+    return list(dict.fromkeys(sets))
 
 
 def load_blocks(
@@ -46,12 +65,14 @@ def load_blocks(
     text_representation: str = "embedding",
     cleaning: dict | None = None,
     melspec: bool = False,
+    shared_sets: list[str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], int, list[str]]:
     """Manifest rows present in every feature store, the modality blocks, how many were dropped, audio column names.
 
-    Every variant sees the same clips (and so the same folds), whatever its learner
-    and fusion; clips missing from an audio store (recorded in its errors table) are
-    left out, never imputed. With ``melspec``, the audio block is the (clips, mel
+    Every variant sees the same clips (and so the same folds), whatever its learner,
+    fusion and audio sets: clips missing from the store of any of ``shared_sets``
+    (:func:`shared_audio_sets`; recorded in its errors table) or from the log-mel store
+    are left out, never imputed. With ``melspec``, the audio block is the (clips, mel
     bands, frames) log-mel tensor. A clip without text stays in: its ``text_present``
     is False and its text block is zeros (embeddings) or ``""`` (tfidf, where
     blocks["text"] holds cleaned texts). A modality no clip has (a text-only or
@@ -67,8 +88,10 @@ def load_blocks(
     audio = pd.DataFrame()
     if has_audio:
         audio = load_audio_block(audio_sets)
-        melspec_ids = read_store(MELSPEC_STORE, columns=["clip_id"])["clip_id"]
-        keep &= manifest["clip_id"].isin(audio.index).to_numpy() & manifest["clip_id"].isin(melspec_ids).to_numpy()
+        keep &= manifest["clip_id"].isin(audio.index).to_numpy()
+        stores = {MELSPEC_STORE} | {AUDIO_SET_COLUMNS[name][0] for name in shared_sets or []}
+        for store in sorted(stores):
+            keep &= manifest["clip_id"].isin(read_store(store, columns=["clip_id"])["clip_id"]).to_numpy()
     rows = manifest[keep].reset_index(drop=True)
     text_rows = pd.Series(np.arange(len(ids)), index=ids).loc[rows["clip_id"]].to_numpy()
     blocks: dict[str, np.ndarray] = {}
@@ -118,10 +141,24 @@ def check_variant(model: str, fusion: str) -> None:
         raise ValueError(f"unknown fusion {fusion!r}; choose one of {FUSIONS}")
 
 
-def run(params: Params, model: str, fusion: str) -> None:
-    """Write models/<model>-<fusion>/{metrics.json, oof.parquet, folds/} (+ importance.json for lgbm)."""
+def run(params: Params, model: str, fusion: str, audio_sets: list[str] | None = None) -> None:
+    """Write models/<model>-<fusion>/{metrics.json, oof.parquet, folds/} (+ importance.json for lgbm).
+
+    ``audio_sets`` replaces ``train.audio_sets`` for this variant, which is then named
+    ``<model>@<set>+<set>`` (``models/lgbm@musicnn-concat``) in its folder and the report.
+    """
     check_variant(model, fusion)
-    out_dir = MODELS / f"{model}-{fusion}"
+    variant = model
+    if audio_sets is not None:
+        check_audio_sets(params, audio_sets, "--audio-sets", require_enabled=False)
+        if model in ("dummy", "cnn"):
+            raise ValueError(f"--audio-sets applies to the vector learners; {model} does not read audio stores")
+        variant = f"{model}@{'+'.join(audio_sets)}"
+    out_dir = MODELS / f"{variant}-{fusion}"
+    if audio_sets is not None and any(s.startswith("musicnn") for s in audio_sets) and not params.musicnn.enabled:
+        write_skipped(out_dir, variant, fusion, "its audio sets need musicnn, and musicnn.enabled is false")
+        return
+    audio_sets = list(audio_sets or params.train.audio_sets)
     text, ev = params.text, params.eval
     cleaning = {
         "strip_timestamps": text.strip_timestamps,
@@ -129,13 +166,13 @@ def run(params: Params, model: str, fusion: str) -> None:
         "lowercase": text.lowercase,
     }
     rows, all_blocks, n_excluded, audio_names = load_blocks(
-        params.train.audio_sets, text.representation, cleaning, melspec=model == "cnn"
+        audio_sets, text.representation, cleaning, melspec=model == "cnn", shared_sets=shared_audio_sets(params)
     )
     available = [m for m in MODALITIES if m in all_blocks]
     wanted = tuple(available[:1]) if model == "dummy" else modalities_for(fusion)
     absent = [m for m in wanted if m not in all_blocks]
     if absent:
-        write_skipped(out_dir, model, fusion, absent)
+        write_skipped(out_dir, variant, fusion, ", ".join(f"no clip has {m}" for m in absent), absent)
         return
     blocks = {key: value for key, value in all_blocks.items() if key.removesuffix("_present") in wanted}
     classes = params.dataset.labels or read_metadata(MANIFEST)["classes"]
@@ -179,16 +216,21 @@ def run(params: Params, model: str, fusion: str) -> None:
     for k, c in enumerate(classes):
         predictions[f"proba_{c}"] = proba[:, k]
     predictions = predictions.sort_values(["repeat", "clip_id"], kind="stable").reset_index(drop=True)
-    run_params = {"seed": params.seed, "eval": as_dict(ev), "train": as_dict(params.train)}
+    run_params = {
+        "seed": params.seed,
+        "eval": as_dict(ev),
+        "train": {**as_dict(params.train), "audio_sets": audio_sets},
+    }
     write_store(
         predictions,
         out_dir / "oof.parquet",
         oof_schema(classes),
-        store_metadata("oof", run_params, LIBRARIES, MANIFEST, model=model, fusion=fusion, classes=classes),
+        store_metadata("oof", run_params, LIBRARIES, MANIFEST, model=variant, fusion=fusion, classes=classes),
     )
     save_fold_models(fitted, splits, out_dir / "folds")
     metrics = {
-        "model": model,
+        "model": variant,
+        "learner": model,
         "fusion": fusion,
         "classes": classes,
         "scheme": ev.scheme,
@@ -205,8 +247,10 @@ def run(params: Params, model: str, fusion: str) -> None:
             for m in wanted
             if blocks[m].ndim >= 2 and model != "dummy"
         },
-        "audio_sets": params.train.audio_sets if "audio" in wanted and model not in ("dummy", "cnn") else [],
-        "audio_input": "melspec" if model == "cnn" else "descriptors",
+        # what the audio modality was made of: the audio sets, the log-mel tensor (cnn), or nothing
+        "audio_sets": (
+            [] if "audio" not in wanted or model == "dummy" else ["melspec"] if model == "cnn" else audio_sets
+        ),
         "text_representation": text.representation if "text" in blocks else None,
         "n_without_text": int((~all_blocks["text_present"]).sum()) if "text" in all_blocks else len(rows),
         "modalities": available,
@@ -229,13 +273,14 @@ def run(params: Params, model: str, fusion: str) -> None:
         write_json(lgbm_importance(fitted, fusion, audio_names, text_width), out_dir / "importance.json")
     f1 = metrics["summary"]["f1_macro"]
     where = "the test split" if ev.scheme == "fixed" else f"{len(splits)} folds"
-    print(f"train {model}-{fusion}: macro-F1 {f1['mean']:.3f} ± {f1['std']:.3f} over {where}")
+    print(f"train {variant}-{fusion}: macro-F1 {f1['mean']:.3f} ± {f1['std']:.3f} over {where}")
 
 
-def write_skipped(out_dir: Path, model: str, fusion: str, absent: list[str]) -> None:
-    """A variant that needs a modality the corpus lacks: its metrics.json says so, and nothing else is written."""
+def write_skipped(out_dir: Path, model: str, fusion: str, reason: str, absent: list[str] = ()) -> None:
+    """A variant that cannot run here (a modality the corpus lacks, a disabled store): its metrics.json
+    says why, and nothing else is written."""
     shutil.rmtree(out_dir, ignore_errors=True)
-    reason = ", ".join(f"no clip has {m}" for m in absent)
+    absent = list(absent)
     write_json(
         {"model": model, "fusion": fusion, "skipped": reason, "absent_modalities": absent}, out_dir / "metrics.json"
     )

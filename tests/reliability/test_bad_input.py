@@ -143,13 +143,31 @@ def test_the_audio_stage_lists_cropped_files_and_essentia_reads_the_same_window(
     long_clip = project / "data" / "demo" / "audio" / "demo_00005.wav"
     sf.write(long_clip, np.tile(sf.read(long_clip, dtype="float32")[0], 6), SR)  # 2 s -> 12 s
     write_params(project, {"audio": {"max_duration_s": 5.0}})
-    params = load_params()
-    audio_features.run(params)
-    assert "1 file(s) longer than audio.max_duration_s = 5.0 s" in capsys.readouterr().out
+    audio_features.run(load_params())
+    assert "1 file(s) go on past audio.offset_s + max_duration_s (0.0 + 5.0 s)" in capsys.readouterr().out
     assert read_metadata(AUDIO_ERRORS)["cropped_clips"] == {"demo_00005": 12.0}
     assert len(read_store(AUDIO_ERRORS)) == 0 and len(read_store(AUDIO_STORE)) == 40  # kept, not skipped
-    essentia_features.run(params)
-    assert read_metadata(ESSENTIA_STORE)["params"]["max_duration_s"] == 5.0
+    capped = read_store(AUDIO_STORE).set_index("clip_id").loc["demo_00005"]
+    essentia_features.run(load_params())
+    capped_music = read_store(ESSENTIA_STORE).set_index("clip_id").loc["demo_00005"]
+    write_params(project, {"audio": {"duration_s": 5.0}})  # the same 5 s, asked for explicitly: no crop listed
+    audio_features.run(load_params())
+    assert read_metadata(AUDIO_ERRORS)["cropped_clips"] == {}
+    pd.testing.assert_series_equal(read_store(AUDIO_STORE).set_index("clip_id").loc["demo_00005"], capped)
+    essentia_features.run(load_params())
+    pd.testing.assert_series_equal(read_store(ESSENTIA_STORE).set_index("clip_id").loc["demo_00005"], capped_music)
+
+
+def test_read_audio_reports_a_cut_exactly(tmp_path):
+    from pipeline.audio_io import read_audio
+
+    path = tmp_path / "ten.wav"
+    sf.write(path, tone(10.0), SR)
+    assert read_audio(path, SR, 0.0, 10.0)[1] is None  # the window is the whole file: nothing cut
+    assert read_audio(path, SR, 0.0, None)[1] is None
+    y, cut_s = read_audio(path, SR, 2.0, 5.0)
+    assert len(y) == 5 * SR and cut_s == 10.0
+    assert read_audio(path, SR, 6.0, 5.0)[1] is None  # the file ends inside the window
 
 
 def write_csv(folder: Path, rows: list[dict]) -> Path:
@@ -158,7 +176,9 @@ def write_csv(folder: Path, rows: list[dict]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("escape", ["../../etc/passwd", "../outside.wav", "sub/../../outside.wav"])
+@pytest.mark.parametrize(
+    "escape", ["../../etc/passwd", "../outside.wav", "sub/../../outside.wav", " ../outside.wav", "../corpus2/x.wav"]
+)
 def test_a_path_escaping_the_manifest_folder_is_refused_never_opened(tmp_path, escape):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -168,6 +188,20 @@ def test_a_path_escaping_the_manifest_folder_is_refused_never_opened(tmp_path, e
     text_path = write_csv(corpus, [{"clip_id": "a", "text_path": escape, "label": "x"}])
     with pytest.raises(ManifestError, match="text_path .* leaves the manifest's folder"):
         read_manifest_file(text_path)
+
+
+def test_a_text_file_behind_a_symlink_leading_out_is_refused(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (tmp_path / "big_disk" / "lyrics").mkdir(parents=True)
+    (tmp_path / "big_disk" / "secret.txt").write_text("not yours")
+    (tmp_path / "big_disk" / "lyrics" / "a.txt").write_text("la la")
+    (corpus / "linked").symlink_to(tmp_path / "big_disk" / "lyrics")
+    # text is copied into the manifest store, so links are resolved before the check
+    for value in ("linked/../secret.txt", "linked/a.txt"):
+        path = write_csv(corpus, [{"clip_id": "a", "text_path": value, "label": "x"}])
+        with pytest.raises(ManifestError, match="text_path .* leaves the manifest's folder"):
+            read_manifest_file(path)
 
 
 def test_absolute_paths_paths_inside_and_symlinked_folders_are_accepted(tmp_path, monkeypatch):

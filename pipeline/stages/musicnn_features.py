@@ -1,0 +1,88 @@
+"""Stage ``musicnn_features``: manifest -> features/musicnn.parquet (+ musicnn_errors.parquet)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline import audio_io
+from pipeline.executor import check_error_budget, iter_clips
+from pipeline.features import musicnn, musicnn_net, tf_checkpoint
+from pipeline.features.musicnn import SR, MusicnnConfig, extract_musicnn, musicnn_feature_names
+from pipeline.features.musicnn_net import load_musicnn
+from pipeline.params import Params
+from pipeline.stages import MANIFEST, MUSICNN_ERRORS, MUSICNN_STORE
+from pipeline.stages.clips import make_cache, manifest_tasks, stream_batches, write_errors
+from pipeline.store import StoreWriter, musicnn_schema, store_metadata
+
+LIBRARIES = ("torch", "librosa", "soundfile", "soxr")
+
+
+def extract_file(path: str, config: MusicnnConfig, offset_s: float, window_s: float | None) -> dict[str, np.ndarray]:
+    """Decode one file at 16 kHz and embed it (one torch thread, like every job; restored after)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        y = audio_io.load_audio(path, SR, offset_s, window_s)
+        return extract_musicnn(y, load_musicnn(config.model), config.batch_patches)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run(params: Params) -> None:
+    """Embed every clip (cached, streamed), or write empty stores when ``musicnn.enabled`` is false."""
+    config = params.musicnn.feature_config()
+    groups = musicnn_feature_names(config.model)
+    names = [n for group in groups.values() for n in group]
+    audio = params.audio  # the same analysis window as audio_features (whose errors table lists crops)
+    window = (audio.offset_s, audio.window_s)
+    settings = {
+        **dataclasses.asdict(config),
+        **{k: getattr(audio, k) for k in ("offset_s", "duration_s", "max_duration_s")},
+        "sr": SR,
+        "n_fft": musicnn.N_FFT,
+        "hop_length": musicnn.HOP,
+        "n_mels": musicnn.N_MELS,
+        "patch_frames": musicnn.PATCH_FRAMES,
+    }
+    manifest, tasks = manifest_tasks((config, *window))
+    if params.musicnn.enabled:
+        settings["weights_sha256"] = musicnn.weights_sha256(config.model)  # fails early, naming the install fix
+    else:
+        tasks = []
+    meta = store_metadata(
+        "musicnn",
+        settings,
+        LIBRARIES,
+        MANIFEST,
+        feature_names=names,
+        feature_groups={group: [cols[0], cols[-1], len(cols)] for group, cols in groups.items()},
+        model=config.model,
+        tags=list(musicnn.tag_names(config.model)),
+        credit="musicnn (Pons & Serra 2019), weights (c) Music Technology Group, Universitat Pompeu Fabra, ISC licence",
+    )
+    modules = [musicnn, musicnn_net, tf_checkpoint, audio_io, sys.modules[__name__]]
+    cache = make_cache(params, "musicnn", settings, modules, LIBRARIES)
+    with StoreWriter(MUSICNN_STORE, musicnn_schema(names), meta) as out:
+
+        def write_batch(batch: list[tuple[str, dict]]) -> None:
+            head = pd.DataFrame(
+                {"clip_id": [cid for cid, _ in batch], "n_patches": [int(r["n_patches"]) for _, r in batch]}
+            )
+            matrix = np.stack([np.concatenate([r["pooled"], r["penultimate"], r["tags"]]) for _, r in batch])
+            out.write(pd.concat([head, pd.DataFrame(matrix, columns=names)], axis=1))
+
+        outcomes = iter_clips(extract_file, tasks, params.executor.n_jobs, stage="musicnn", desc="musicnn", cache=cache)
+        failures, n_cached = stream_batches(outcomes, write_batch)
+        write_errors(failures, manifest, MUSICNN_ERRORS, {**meta, "store": "musicnn_errors"})
+        check_error_budget(len(failures), len(tasks), params.musicnn.max_error_fraction, failures, "musicnn_features")
+    state = "" if params.musicnn.enabled else " (musicnn.enabled is false: empty store)"
+    print(
+        f"musicnn_features: {out.rows} clips x {len(names)} ({config.model}: pooled 1506, penultimate 200, "
+        f"tags 50); {len(tasks) - len(failures) - n_cached} computed, {n_cached} from cache, "
+        f"{len(failures)} failed{state} -> {MUSICNN_STORE}"
+    )
