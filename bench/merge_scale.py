@@ -81,13 +81,19 @@ def build_tree(dest: Path, n_clips: int, seconds: float, seed: int = 0) -> Path:
     return folder
 
 
-def variants() -> list[tuple[str, str]]:
-    """(model, fusion) of every train stage in dvc.yaml."""
+def variants() -> list[tuple[str, str, list[str] | None]]:
+    """(model, fusion, --audio-sets or None) of every train stage in dvc.yaml."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    out = [(m, f) for m in stages["train"]["matrix"]["model"] for f in stages["train"]["matrix"]["fusion"]]
-    out += [("multitask", f) for f in stages["train_multitask"]["matrix"]["fusion"]]
-    out += [("cnn", f) for f in stages["train_cnn"]["matrix"]["fusion"]]
-    return out + [("dummy", "none")]
+
+    def matrix(name: str) -> list[tuple[str, str]]:
+        m = stages[name]["matrix"]
+        return [(model, fusion) for model in m["model"] for fusion in m["fusion"]]
+
+    out = [(m, f, None) for m, f in matrix("train")]
+    out += [(m, f, ["musicnn"]) for m, f in matrix("train_musicnn")]
+    out += [("multitask", f, None) for f in stages["train_multitask"]["matrix"]["fusion"]]
+    out += [("cnn", f, None) for f in stages["train_cnn"]["matrix"]["fusion"]]
+    return [*out, ("dummy", "none", None)]
 
 
 def main() -> None:
@@ -113,7 +119,15 @@ def main() -> None:
     os.chdir(project)
 
     from pipeline.params import load_params
-    from pipeline.stages import audio_features, essentia_features, prepare, report, text_features, train
+    from pipeline.stages import (
+        audio_features,
+        essentia_features,
+        musicnn_features,
+        prepare,
+        report,
+        text_features,
+        train,
+    )
 
     p = load_params()
     seconds: dict[str, float] = {}
@@ -127,9 +141,11 @@ def main() -> None:
     timed("prepare", prepare.run, p)
     timed("audio_features", audio_features.run, p)
     timed("essentia_features", essentia_features.run, p)
+    timed("musicnn_features", musicnn_features.run, p)
     timed("text_features", text_features.run, p)
-    for model, fusion in variants():
-        timed(f"train {model}-{fusion}", train.run, p, model, fusion)
+    for model, fusion, audio_sets in variants():
+        name = f"{model}@{'+'.join(audio_sets)}" if audio_sets else model
+        timed(f"train {name}-{fusion}", train.run, p, model, fusion, audio_sets)
     timed("report", report.run)
     result = {
         "clips": args.clips,
