@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/musicnn_embed.py --json bench/results/musicnn_embed.json
 	$(BIN)/python bench/long_clip.py --json bench/results/long_clip.json
 	$(BIN)/python bench/manifest_scale.py --json bench/results/manifest_scale.json
+	$(BIN)/python bench/scaling.py --json bench/results/scaling.json
 
 bench-merge: $(STAMP)  # about 25 minutes on 2 cores: a fake MERGE-sized release through every stage
 	$(BIN)/python bench/merge_scale.py --dest /tmp/mmer_merge_scale --json bench/results/merge_scale.json

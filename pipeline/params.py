@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.executor import DaskSettings
 from pipeline.features.audio import AudioFeatureConfig
 from pipeline.features.music import MusicFeatureConfig
 from pipeline.features.musicnn import MusicnnConfig
@@ -67,9 +68,21 @@ class DatasetParams:
 
 @dataclass(frozen=True)
 class ExecutorParams:
-    """How per-clip work is mapped: ``n_jobs`` joblib processes (-1 = all cores)."""
+    """How per-clip work is mapped.
 
+    kind: ``local`` (``n_jobs`` joblib processes, -1 = all cores) or ``dask`` (the
+    workers of a ``dask.distributed`` cluster: ``address`` of a running scheduler, or
+    ``local-cluster`` to start ``workers`` single-threaded processes here).
+    """
+
+    kind: str = "local"
     n_jobs: int = -1
+    address: str = "local-cluster"
+    workers: int = 2
+
+    def dask(self) -> DaskSettings | None:
+        """The Dask settings when ``kind`` is ``dask``, else None (local processes)."""
+        return DaskSettings(self.address, self.workers) if self.kind == "dask" else None
 
 
 @dataclass(frozen=True)
@@ -374,6 +387,16 @@ def validate(params: Params) -> None:
         raise ParamsError(f"params: train.class_weight must be null or 'balanced', got {params.train.class_weight!r}")
     if len(params.train.multitask.loss_weights) != 3 or min(params.train.multitask.loss_weights) < 0:
         raise ParamsError("params: train.multitask.loss_weights must be 3 non-negative numbers (fused, audio, text)")
+    ex = params.executor
+    if ex.kind not in ("local", "dask"):
+        raise ParamsError(f"params: executor.kind must be 'local' or 'dask', got {ex.kind!r}")
+    if ex.workers < 1:
+        raise ParamsError(f"params: executor.workers must be >= 1, got {ex.workers}")
+    if ex.kind == "dask" and ex.address != "local-cluster" and "://" not in ex.address:
+        raise ParamsError(
+            f"params: executor.address must be 'local-cluster' or a scheduler address like tcp://host:8786, "
+            f"got {ex.address!r}"
+        )
     for section in ("audio", "essentia", "musicnn"):
         if not 0 <= getattr(params, section).max_error_fraction <= 1:
             raise ParamsError(f"params: {section}.max_error_fraction must be in [0, 1]")

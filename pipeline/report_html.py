@@ -30,7 +30,7 @@ line-height:1.4;padding:0 1rem}
 h1{font-size:1.6rem}h2{font-size:1.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}th,td{border:1px solid #ddd;padding:.25rem .5rem;
 text-align:right;white-space:nowrap}th{background:#f4f4f4;cursor:pointer}
-td:nth-child(-n+3),th:nth-child(-n+3){text-align:left}.wide{overflow-x:auto}
+td:nth-child(-n+4),th:nth-child(-n+4){text-align:left}.wide{overflow-x:auto}
 tr.best{background:#e6f4ea;font-weight:600}tfoot tr{background:#fdf3e1;font-style:italic}
 .figs{display:flex;flex-wrap:wrap;gap:1rem}.figs figure{margin:0}figcaption{font-size:.8rem;color:#555}
 pre{background:#f7f7f7;padding:.5rem;overflow-x:auto;font-size:.8rem}.note{color:#555;font-size:.85rem}

@@ -9,6 +9,7 @@ against the best unimodal variant of the same learner.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,7 @@ def load_runs(models_dir: str | Path) -> dict[tuple[str, str], dict]:
 
 
 def load_skipped(models_dir: str | Path) -> dict[str, str]:
-    """``{"<model>-<fusion>": reason}`` of variants skipped because the corpus lacks a modality."""
+    """``{"<model>-<fusion>": reason}`` of skipped variants (a modality the corpus lacks, a disabled store)."""
     skipped = {}
     for path in sorted(Path(models_dir).glob("*/metrics.json")):
         metrics = json.loads(path.read_text())
@@ -215,12 +216,14 @@ def data_summary(runs: dict[tuple[str, str], dict], skipped: dict[str, str] | No
         protocol += " grouped" if run.get("grouped") else ""
     parts = [f"{run['n_clips']} clips, {len(run['classes'])} classes, {protocol}"]
     absent = sorted({m for m in ("audio", "text") if m not in run.get("modalities", ["audio", "text"])})
+    reasons = list((skipped or {}).values())
     if absent:
-        parts.append(
-            f"no {' and no '.join(absent)} in this corpus: {len(skipped or {})} variants that need it were skipped"
-        )
+        n_absent = sum(r.startswith("no clip has") for r in reasons)
+        parts.append(f"no {' and no '.join(absent)} in this corpus: {n_absent} variants that need it were skipped")
     elif run.get("n_without_text"):
         parts.append(f"{run['n_without_text']} clips without text (text modality treated as missing)")
+    for reason, n in sorted(Counter(r for r in reasons if not r.startswith("no clip has")).items()):
+        parts.append(f"{n} variants skipped: {reason}")
     if run.get("n_excluded"):
         parts.append(f"{run['n_excluded']} clips excluded (failed feature extraction; see features/*_errors.parquet)")
     return "; ".join(parts) + "."

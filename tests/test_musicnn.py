@@ -225,3 +225,15 @@ def test_musicnn_variants_are_skipped_when_musicnn_is_disabled(project):
     }
     train.run(load_params(), "logreg", "audio")  # the others run on every clip
     assert json.loads((Path("models") / "logreg-audio" / "metrics.json").read_text())["n_clips"] == 40
+    from pipeline.reporting import data_summary, load_runs
+
+    summary = data_summary(load_runs("models"), load_skipped("models"))
+    assert "1 variants skipped: its audio sets need musicnn, and musicnn.enabled is false" in summary
+
+
+def test_audio_sets_outside_the_shared_clip_set_are_refused(project):
+    from pipeline.params import load_params
+    from pipeline.stages import train
+
+    with pytest.raises(ValueError, match=r"--audio-sets \['essentia'\]: every variant is scored on the clips"):
+        train.run(load_params(), "logreg", "audio", ["essentia"])

@@ -50,6 +50,12 @@ def test_cross_field_checks(tmp_path):
         ("eval:\n  scheme: predefined\n  n_repeats: 2\n", "n_repeats applies to scheme 'cv'"),
         ("train:\n  class_weight: auto\n", "train.class_weight must be null or 'balanced'"),
         ("train:\n  multitask:\n    loss_weights: [1, 1]\n", "loss_weights must be 3 non-negative"),
+        ("train:\n  audio_sets: [descriptors, descriptors]\n", "train.audio_sets must be a non-empty list of distinct"),
+        ("train:\n  audio_sets: [openl3]\n", r"names from \['descriptors', 'essentia', 'musicnn'"),
+        ("train:\n  audio_sets: []\n", "train.audio_sets must be a non-empty list"),
+        ("musicnn:\n  enabled: false\ntrain:\n  audio_sets: [musicnn_tags]\n", "musicnn.enabled is false"),
+        ("musicnn:\n  batch_patches: 0\n", "musicnn.batch_patches must be >= 1"),
+        ("musicnn:\n  max_error_fraction: 2\n", "musicnn.max_error_fraction must be in"),
     ]:
         path.write_text(text)
         with pytest.raises(ParamsError, match=message):

@@ -123,6 +123,8 @@ class MusicnnConfig:
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"musicnn.model: {self.model!r} is not one of {list(MODELS)}")
+        if self.batch_patches < 1:
+            raise ValueError(f"musicnn.batch_patches must be >= 1, got {self.batch_patches}")
 
 
 def musicnn_feature_names(model: str = "MSD_musicnn") -> dict[str, list[str]]:

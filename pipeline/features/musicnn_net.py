@@ -127,9 +127,10 @@ def state_dict_from_checkpoint(weights: dict[str, np.ndarray]) -> dict[str, torc
 
 def from_checkpoint(weights: dict[str, np.ndarray]) -> Musicnn:
     """A :class:`Musicnn` in eval mode holding ``weights`` (TF layer names; shapes checked strictly)."""
-    model = Musicnn(n_tags=weights["dense_1/bias"].shape[0])
+    state = state_dict_from_checkpoint(weights)
+    model = Musicnn(n_tags=state["out.bias"].shape[0])
     try:
-        model.load_state_dict(state_dict_from_checkpoint(weights), strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # a shape mismatch
         raise CheckpointError(f"musicnn checkpoint does not fit the port: {exc}") from exc
     return model.eval()

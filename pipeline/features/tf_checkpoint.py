@@ -102,11 +102,15 @@ def _entry(value: bytes) -> dict:
     """A ``BundleEntryProto``: dtype, shape, shard_id, offset, size, crc32c."""
     entry = {"dtype": 0, "shape": [], "shard_id": 0, "offset": 0, "size": 0, "crc32c": None, "sliced": False}
     for number, field in _fields(value):
+        if number <= 7 and isinstance(field, bytes) != (number in (2, 7)):
+            raise CheckpointError(f"BundleEntryProto field {number} has the wrong wire type")
         if number == 1:
             entry["dtype"] = field
         elif number == 2:  # TensorShapeProto: repeated Dim dim = 2 {int64 size = 1}
             dims = [dict(_fields(dim)).get(1, 0) for n, dim in _fields(field) if n == 2]
             entry["shape"] = [d - (1 << 64) if d >= 1 << 63 else d for d in dims]
+            if any(d < 0 for d in entry["shape"]):
+                raise CheckpointError(f"tensor shape {entry['shape']} has an unknown (negative) dimension")
         elif number in (3, 4, 5):
             entry[{3: "shard_id", 4: "offset", 5: "size"}[number]] = field
         elif number == 6:
@@ -151,7 +155,7 @@ def read_index(index_path: str | Path) -> dict[str, dict]:
                     entries[""] = {"num_shards": header.get(1, 1), "little_endian": header.get(2, 0) == 0}
     except CheckpointError as exc:
         raise CheckpointError(f"{index_path}: {exc}") from None
-    except (struct.error, IndexError, UnicodeDecodeError, ValueError) as exc:  # corrupt, not merely truncated
+    except (struct.error, IndexError, UnicodeDecodeError, ValueError, TypeError) as exc:  # corrupt, not truncated
         raise CheckpointError(f"{index_path}: not a readable checkpoint index ({type(exc).__name__}: {exc})") from None
     return entries
 

@@ -65,7 +65,13 @@ def run(params: Params) -> None:
             mel_out.write(pd.DataFrame(frames))
 
         outcomes = iter_clips(
-            extract_file, tasks, params.executor.n_jobs, stage="features", desc="audio features", cache=cache
+            extract_file,
+            tasks,
+            params.executor.n_jobs,
+            stage="features",
+            desc="audio features",
+            cache=cache,
+            dask=params.executor.dask(),
         )
         failures, n_cached = stream_batches(outcomes, write_batch)
         write_errors(failures, manifest, AUDIO_ERRORS, {**meta, "store": "audio_errors", "cropped_clips": cropped})

@@ -60,7 +60,13 @@ def run(params: Params) -> None:
             out.write(pd.concat([head, values], axis=1))
 
         outcomes = iter_clips(
-            extract_file, tasks, params.executor.n_jobs, stage="essentia", desc="essentia", cache=cache
+            extract_file,
+            tasks,
+            params.executor.n_jobs,
+            stage="essentia",
+            desc="essentia",
+            cache=cache,
+            dask=params.executor.dask(),
         )
         failures, _ = stream_batches(outcomes, write_batch)
         write_errors(failures, manifest, ESSENTIA_ERRORS, {**meta, "store": "essentia_errors"})

@@ -50,8 +50,9 @@ def run(params: Params) -> None:
         "patch_frames": musicnn.PATCH_FRAMES,
     }
     manifest, tasks = manifest_tasks((config, *window))
-    if params.musicnn.enabled:
-        settings["weights_sha256"] = musicnn.weights_sha256(config.model)  # fails early, naming the install fix
+    if params.musicnn.enabled:  # fail early, once, on missing or corrupt weights (naming the fix)
+        settings["weights_sha256"] = musicnn.weights_sha256(config.model)
+        load_musicnn(config.model)
     else:
         tasks = []
     meta = store_metadata(
@@ -76,7 +77,15 @@ def run(params: Params) -> None:
             matrix = np.stack([np.concatenate([r["pooled"], r["penultimate"], r["tags"]]) for _, r in batch])
             out.write(pd.concat([head, pd.DataFrame(matrix, columns=names)], axis=1))
 
-        outcomes = iter_clips(extract_file, tasks, params.executor.n_jobs, stage="musicnn", desc="musicnn", cache=cache)
+        outcomes = iter_clips(
+            extract_file,
+            tasks,
+            params.executor.n_jobs,
+            stage="musicnn",
+            desc="musicnn",
+            cache=cache,
+            dask=params.executor.dask(),
+        )
         failures, n_cached = stream_batches(outcomes, write_batch)
         write_errors(failures, manifest, MUSICNN_ERRORS, {**meta, "store": "musicnn_errors"})
         check_error_budget(len(failures), len(tasks), params.musicnn.max_error_fraction, failures, "musicnn_features")

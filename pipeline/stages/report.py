@@ -10,7 +10,6 @@ import pandas as pd
 import soundfile as sf
 
 from pipeline import report_html as rh
-from pipeline.fusion import MODALITIES
 from pipeline.inspect_store import column_group
 from pipeline.params import load_params
 from pipeline.reporting import (
@@ -23,6 +22,7 @@ from pipeline.reporting import (
     load_runs,
     load_skipped,
     sorted_groups,
+    unimodal_references,
 )
 from pipeline.stages import (
     AUDIO_ERRORS,
@@ -218,10 +218,10 @@ def render(runs: dict, table: pd.DataFrame, rows: pd.DataFrame, summary: str, pa
     best = runs[best_key]
     classes = best["metrics"]["classes"]
     confusions = [rh.confusion_svg(best["oof"], classes, f"best: {best_key[0]}-{best_key[1]}")]
-    for modality in MODALITIES:
-        counterpart = runs.get((best_key[0], modality))
-        if counterpart is not None and best_key[1] != modality:
-            confusions.append(rh.confusion_svg(counterpart["oof"], classes, f"{best_key[0]}-{modality}"))
+    for key in unimodal_references(best_key[0]):  # what the best variant is compared with
+        counterpart = runs.get(key)
+        if counterpart is not None and key != best_key:
+            confusions.append(rh.confusion_svg(counterpart["oof"], classes, "-".join(key)))
     oofs = {f"{m}-{f}": runs[(m, f)]["oof"] for m, f in zip(table["model"], table["fusion"])}
     marks = {0: "best"}
     sections = [

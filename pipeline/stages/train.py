@@ -60,6 +60,11 @@ def shared_audio_sets(params: Params) -> list[str]:
     return list(dict.fromkeys(sets))
 
 
+def shared_stores(params: Params) -> set:
+    """The store files behind :func:`shared_audio_sets`."""
+    return {AUDIO_SET_COLUMNS[name][0] for name in shared_audio_sets(params)}
+
+
 def load_blocks(
     audio_sets: list[str],
     text_representation: str = "embedding",
@@ -155,9 +160,21 @@ def run(params: Params, model: str, fusion: str, audio_sets: list[str] | None = 
             raise ValueError(f"--audio-sets applies to the vector learners; {model} does not read audio stores")
         variant = f"{model}@{'+'.join(audio_sets)}"
     out_dir = MODELS / f"{variant}-{fusion}"
-    if audio_sets is not None and any(s.startswith("musicnn") for s in audio_sets) and not params.musicnn.enabled:
-        write_skipped(out_dir, variant, fusion, "its audio sets need musicnn, and musicnn.enabled is false")
-        return
+    if audio_sets is not None:
+        disabled = sorted(
+            {"essentia" for s in audio_sets if s == "essentia" and not params.essentia.enabled}
+            | {"musicnn" for s in audio_sets if s.startswith("musicnn") and not params.musicnn.enabled}
+        )
+        if disabled:
+            reason = " and ".join(f"{d}.enabled is false" for d in disabled)
+            write_skipped(out_dir, variant, fusion, f"its audio sets need {', '.join(disabled)}, and {reason}")
+            return
+        outside = [s for s in audio_sets if AUDIO_SET_COLUMNS[s][0] not in shared_stores(params)]
+        if outside:
+            raise ValueError(
+                f"--audio-sets {outside}: every variant is scored on the clips of the stores in "
+                f"{shared_audio_sets(params)}; add {outside} to train.audio_sets so that all variants share clips"
+            )
     audio_sets = list(audio_sets or params.train.audio_sets)
     text, ev = params.text, params.eval
     cleaning = {
