@@ -1,6 +1,6 @@
 """Executor scaling: clips/s of the audio job on local processes and on Dask, in one run.
 
-Generates N music-like clips (10 s, 44.1 kHz stereo WAV) and runs mmer's per-clip
+Generates N music-like clips (default 120 of 10 s, 44.1 kHz stereo WAV) and runs mmer's per-clip
 audio job (decode + ``extract_clip``) over them with: local joblib processes, 1 and 2
 workers (the baseline is local with 1 worker), and a Dask ``LocalCluster`` of 1 and 2
 single-threaded worker processes (cluster start-up excluded: a warm-up pass runs first
@@ -55,7 +55,7 @@ def clips_per_s(tasks: list[ClipTask], n_jobs: int = 1, dask: DaskSettings | Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=48, help="clips (default 48)")
+    parser.add_argument("--clips", type=int, default=120, help="clips (default 120)")
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10 s)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import shutil
 import tempfile
+import uuid
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -157,27 +159,45 @@ def _run_task(fn: Callable, task: ClipTask, stage: str, cache: ClipCache | None)
         return task.clip_id, failure, False
 
 
+_WORKER_THREADS_LIMITED = False
+
+
 def _run_task_one_thread(fn: Callable, task: ClipTask, stage: str, cache: ClipCache | None) -> tuple[str, Any, bool]:
-    with threadpool_limits(1):  # a Dask worker's thread: one BLAS/OpenMP thread, like a joblib worker
-        return _run_task(fn, task, stage, cache)
+    """:func:`_run_task` on a Dask worker, whose BLAS/OpenMP pools are limited to one thread once per process."""
+    global _WORKER_THREADS_LIMITED
+    if not _WORKER_THREADS_LIMITED:
+        threadpool_limits(1)  # kept for the worker's life, like a joblib worker's
+        _WORKER_THREADS_LIMITED = True
+    return _run_task(fn, task, stage, cache)
 
 
 LOCAL_TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
 def _dask_client(settings: DaskSettings):
-    """A client of the configured cluster (a LocalCluster it owns, closed with it, for ``local-cluster``)."""
+    """A client of the configured cluster (and the LocalCluster it owns, for ``local-cluster``)."""
     try:
         from distributed import Client, LocalCluster
     except ImportError as exc:
         raise RuntimeError(
             "executor.kind: dask needs dask.distributed: pip install 'mmer[cluster]' (or dask[distributed])"
         ) from exc
-    if settings.address == "local-cluster":
-        import dask
+    if settings.address != "local-cluster":
+        client = Client(settings.address, set_as_default=False, timeout="30s")
+        try:
+            client.wait_for_workers(1, timeout=120)
+        except Exception as exc:
+            client.close()
+            raise RuntimeError(f"executor.address {settings.address}: no Dask worker joined within 120 s") from exc
+        return client, None
+    import dask
 
-        # Dask's default MALLOC_TRIM_THRESHOLD_=65536 makes glibc hand every large
-        # transient array back to the OS: spectrogram work ran 2.7x slower with it.
+    # Dask's default MALLOC_TRIM_THRESHOLD_=65536 makes glibc hand every large transient
+    # array back to the OS (spectrogram work ran 2.7x slower with it); the nannies also
+    # write their worker environment into this process's, which is restored afterwards.
+    environ = dict(os.environ)
+    os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    try:
         with dask.config.set({LOCAL_TRIM_KEY: None}):
             cluster = LocalCluster(
                 n_workers=settings.workers,
@@ -186,37 +206,57 @@ def _dask_client(settings: DaskSettings):
                 host="127.0.0.1",
                 dashboard_address=None,
             )
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+    try:
         return Client(cluster, set_as_default=False), cluster
-    return Client(settings.address, set_as_default=False, timeout="30s"), None
+    except Exception:
+        cluster.close()
+        raise
 
 
 def _dask_outcomes(
     fn: Callable, tasks: Sequence[ClipTask], stage: str, cache: ClipCache | None, settings: DaskSettings
 ) -> Iterator[tuple[str, Any, bool]]:
-    """Submit tasks a window ahead, yield results in input order; a lost worker's tasks are rerun by Dask."""
+    """Submit tasks a window ahead of the results, yield results in input order.
+
+    Dask reruns the tasks of a worker that dies; a clip that keeps killing workers
+    (a crash inside a decoder) becomes a :class:`ClipFailure` like any other error.
+    """
     from collections import deque
+
+    from distributed import KilledWorker
 
     client, cluster = _dask_client(settings)
     try:
-        window = max(64, 16 * settings.workers)
+        threads = sum(client.nthreads().values())
+        window = max(64, 4 * threads)  # enough queued work for every worker thread
         pending: deque = deque()
         todo = iter(tasks)
-        for task in todo:
-            pending.append(client.submit(_run_task_one_thread, fn, task, stage, cache, pure=False))
-            if len(pending) >= window:
-                break
+
+        def submit(task: ClipTask) -> None:
+            key = f"{stage}-{task.clip_id}-{uuid.uuid4().hex[:8]}"
+            pending.append((task, client.submit(_run_task_one_thread, fn, task, stage, cache, key=key, pure=False)))
+
+        for task in itertools.islice(todo, window):
+            submit(task)
         while pending:
-            future = pending.popleft()
-            outcome = future.result()
+            task, future = pending.popleft()
+            try:
+                outcome = future.result()
+            except KilledWorker as exc:
+                outcome = (task.clip_id, ClipFailure(task.clip_id, stage, "KilledWorker", str(exc)), False)
             future.release()
-            for task in todo:  # keep the window full
-                pending.append(client.submit(_run_task_one_thread, fn, task, stage, cache, pure=False))
-                break
+            for task in itertools.islice(todo, 1):  # keep the window full
+                submit(task)
             yield outcome
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        try:
+            client.close()
+        finally:
+            if cluster is not None:
+                cluster.close()
 
 
 def iter_clips(
@@ -251,9 +291,10 @@ def iter_clips(
             return parallel(delayed(_run_task)(fn, task, stage, cache) for task in tasks)
 
     with context, tqdm(total=len(tasks), desc=desc, unit="clip", disable=None, smoothing=0.1) as progress:
-        for outcome in outcomes():
-            progress.update(1)
-            yield outcome
+        with contextlib.closing(outcomes()) as results:  # an early exit shuts a Dask cluster down at once
+            for outcome in results:
+                progress.update(1)
+                yield outcome
 
 
 def map_clips(

@@ -2,6 +2,7 @@
 
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,9 +14,38 @@ from pipeline.features.audio import AudioFeatureConfig
 from pipeline.stages.audio_features import extract_file
 
 distributed = pytest.importorskip("distributed")
+import dask  # noqa: E402  (after the skip: distributed brings dask)
+
+from pipeline.executor import LOCAL_TRIM_KEY, ClipCache  # noqa: E402
 
 SR = 22050
 CONFIG = AudioFeatureConfig(melspec_frames=64)
+
+
+@pytest.fixture(autouse=True)
+def restored_environment():
+    """Dask nannies write their workers' variables into this process; later tests must not inherit them."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def slow_extract(path: str, config: AudioFeatureConfig, calls: str) -> dict:
+    """extract_file that takes long enough to be caught mid-run, and leaves a mark per computation."""
+    import time
+    import uuid
+
+    (Path(calls) / f"{Path(path).stem}-{uuid.uuid4().hex}").touch()
+    time.sleep(0.2)
+    return extract_file(path, config)
+
+
+def crash_on_broken(path: str, config: AudioFeatureConfig) -> dict:
+    """A decoder crash that takes the whole worker process down (a segfault, say) on one file."""
+    if path.endswith("broken.wav"):
+        os._exit(1)
+    return extract_file(path, config)
 
 
 def write_clips(folder, n: int) -> list[ClipTask]:
@@ -51,7 +81,11 @@ def test_a_dask_local_cluster_gives_what_local_processes_give(tmp_path):
 def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path):
     tasks = write_clips(tmp_path, 24)
     expected, _ = map_clips(extract_file, tasks, n_jobs=1, stage="features")
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    slow_tasks = [ClipTask(t.clip_id, (*t.args, str(calls))) for t in tasks]
     with (
+        dask.config.set({LOCAL_TRIM_KEY: None}),
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
         ) as cluster,
@@ -59,7 +93,7 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path):
     ):
         settings = DaskSettings(cluster.scheduler_address, 2)
         outcomes = []
-        for outcome in iter_clips(extract_file, tasks, stage="features", dask=settings):
+        for outcome in iter_clips(slow_extract, slow_tasks, stage="features", dask=settings):
             outcomes.append(outcome)
             if len(outcomes) == 3:  # work is in flight on both workers: kill one outright
                 killed = next(iter(client.run(os.getpid).values()))
@@ -70,9 +104,33 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path):
     assert ids == [t.clip_id for t in tasks]  # each clip exactly once, in order
     got = {cid: o for cid, o, _ in outcomes if not isinstance(o, ClipFailure)}
     assert_same_results(got, expected)
+    computed = len(list(calls.iterdir()))
+    assert computed > len(tasks)  # the clip in flight on the killed worker was started again: work was recovered
 
 
-def test_the_audio_stage_on_dask_writes_the_same_store(project):
+def test_a_clip_that_kills_its_worker_becomes_a_recorded_failure(tmp_path):
+    tasks = write_clips(tmp_path, 4)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        results, failures = map_clips(crash_on_broken, tasks, stage="features", dask=DaskSettings("local-cluster", 2))
+    assert sorted(results) == [f"clip{i:02d}" for i in range(4)]
+    (failure,) = failures
+    assert failure.clip_id == "broken" and failure.error_type == "KilledWorker"
+    assert "features-broken-" in failure.message  # the task key names the clip
+
+
+def test_the_cache_serves_dask_runs(tmp_path):
+    tasks = [ClipTask(t.clip_id, t.args, source=t.args[0]) for t in write_clips(tmp_path, 6)]
+    cache = ClipCache(tmp_path / "cache", "fingerprint")
+    first = list(iter_clips(extract_file, tasks, n_jobs=1, stage="features", cache=cache))
+    again = list(iter_clips(extract_file, tasks, stage="features", cache=cache, dask=DaskSettings("local-cluster", 2)))
+    assert [cached for cid, _, cached in again if cid != "broken"] == [True] * 6  # computed locally, read on Dask
+    assert_same_results(
+        {cid: o for cid, o, _ in again if cid != "broken"}, {cid: o for cid, o, _ in first if cid != "broken"}
+    )
+
+
+def test_the_audio_stage_on_dask_writes_the_same_store(project, monkeypatch):
+    import pipeline.executor
     from pipeline.params import load_params
     from pipeline.stages import AUDIO_ERRORS, AUDIO_STORE, audio_features
     from pipeline.store import read_store
@@ -80,6 +138,15 @@ def test_the_audio_stage_on_dask_writes_the_same_store(project):
 
     local = read_store(AUDIO_STORE)
     write_params(project, {"executor": {"kind": "dask", "workers": 2}, "cache": {"enabled": False}})
+    clusters = []
+    real_client = pipeline.executor._dask_client
+
+    def recording_client(settings):
+        clusters.append(settings)
+        return real_client(settings)
+
+    monkeypatch.setattr(pipeline.executor, "_dask_client", recording_client)
     audio_features.run(load_params())
+    assert clusters == [DaskSettings("local-cluster", 2)]  # the stage really ran on Dask
     pd.testing.assert_frame_equal(read_store(AUDIO_STORE), local)
     assert len(read_store(AUDIO_ERRORS)) == 0

@@ -55,6 +55,9 @@ def test_cross_field_checks(tmp_path):
         ("train:\n  audio_sets: []\n", "train.audio_sets must be a non-empty list"),
         ("musicnn:\n  enabled: false\ntrain:\n  audio_sets: [musicnn_tags]\n", "musicnn.enabled is false"),
         ("musicnn:\n  batch_patches: 0\n", "musicnn.batch_patches must be >= 1"),
+        ("executor:\n  kind: ray\n", "executor.kind must be 'local' or 'dask'"),
+        ("executor:\n  workers: 0\n", "executor.workers must be >= 1"),
+        ("executor:\n  kind: dask\n  address: scheduler:8786\n", "like tcp://host:8786"),
         ("musicnn:\n  max_error_fraction: 2\n", "musicnn.max_error_fraction must be in"),
     ]:
         path.write_text(text)
