@@ -110,7 +110,9 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path):
 
 def test_a_clip_that_kills_its_worker_becomes_a_recorded_failure(tmp_path):
     tasks = write_clips(tmp_path, 4)
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+    # one task per worker at a time, so a crash never takes a queued good clip down with it
+    one_at_a_time = {"distributed.scheduler.allowed-failures": 1, "distributed.scheduler.worker-saturation": 1.0}
+    with dask.config.set(one_at_a_time):
         results, failures = map_clips(crash_on_broken, tasks, stage="features", dask=DaskSettings("local-cluster", 2))
     assert sorted(results) == [f"clip{i:02d}" for i in range(4)]
     (failure,) = failures
