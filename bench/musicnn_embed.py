@@ -22,34 +22,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from results_io import emit  # noqa: E402  (bench/ is on sys.path when run as a script)
+from corpus import write_music_wavs  # noqa: E402  (bench/ is on sys.path when run as a script)
+from results_io import emit  # noqa: E402
 
 from pipeline.executor import ClipTask, iter_clips  # noqa: E402
 from pipeline.features.audio import AudioFeatureConfig  # noqa: E402
 from pipeline.features.musicnn import PATCH_FRAMES, MusicnnConfig  # noqa: E402
 from pipeline.features.musicnn_net import load_musicnn  # noqa: E402
 from pipeline.stages import audio_features, musicnn_features  # noqa: E402
-
-SR_IN = 44100
-
-
-def make_clips(folder: Path, n: int, duration_s: float) -> list[str]:
-    """N stereo 44.1 kHz WAVs of the demo renderer's music."""
-    from pipeline.datasets.demo import render_audio
-
-    paths = []
-    for i in range(n):
-        rng = np.random.default_rng([3, i])
-        left, _ = render_audio(rng.uniform(-1, 1), rng.uniform(-1, 1), rng, SR_IN, duration_s)
-        path = folder / f"clip{i:03d}.wav"
-        sf.write(path, np.stack([left, 0.9 * left], axis=1) / 1.1, SR_IN, subtype="PCM_16")
-        paths.append(str(path))
-    return paths
 
 
 def time_jobs(job, args_tail: tuple, paths: list[str], n_jobs: int) -> tuple[float, list]:
@@ -89,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     config = MusicnnConfig(model=args.model)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = make_clips(Path(tmp), args.clips, args.duration)
+        paths = write_music_wavs(Path(tmp), args.clips, args.duration, seed=3)
         base_s, _ = time_jobs(audio_features.extract_file, (AudioFeatureConfig(),), paths, 1)
         one_s, records = time_jobs(musicnn_features.extract_file, (config, 0.0, None), paths, 1)
         two_s, _ = time_jobs(musicnn_features.extract_file, (config, 0.0, None), paths, 2)

@@ -16,32 +16,20 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from results_io import emit  # noqa: E402  (bench/ is on sys.path when run as a script)
+from corpus import write_music_wavs  # noqa: E402  (bench/ is on sys.path when run as a script)
+from results_io import emit  # noqa: E402
 
 from pipeline.executor import ClipTask, DaskSettings, iter_clips  # noqa: E402
 from pipeline.features.audio import AudioFeatureConfig  # noqa: E402
 from pipeline.stages.audio_features import extract_file  # noqa: E402
 
-SR_IN = 44100
-
 
 def make_tasks(folder: Path, n: int, seconds: float) -> list[ClipTask]:
-    from pipeline.datasets.demo import render_audio
-
-    tasks = []
-    for i in range(n):
-        rng = np.random.default_rng([5, i])
-        left, _ = render_audio(rng.uniform(-1, 1), rng.uniform(-1, 1), rng, SR_IN, seconds)
-        path = folder / f"clip{i:03d}.wav"
-        sf.write(path, np.stack([left, 0.9 * left], axis=1) / 1.1, SR_IN, subtype="PCM_16")
-        tasks.append(ClipTask(f"c{i}", (str(path), AudioFeatureConfig())))
-    return tasks
+    paths = write_music_wavs(folder, n, seconds, seed=5)
+    return [ClipTask(f"c{i}", (path, AudioFeatureConfig())) for i, path in enumerate(paths)]
 
 
 def clips_per_s(tasks: list[ClipTask], n_jobs: int = 1, dask: DaskSettings | None = None) -> float:

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline import audio_io
-from pipeline.executor import check_error_budget, iter_clips
+from pipeline.executor import check_error_budget
 from pipeline.features import audio as audio_features
 from pipeline.features.audio import AudioFeatureConfig, extract_clip, feature_names
 from pipeline.params import Params
 from pipeline.stages import AUDIO_ERRORS, AUDIO_STORE, MANIFEST, MELSPEC_STORE
-from pipeline.stages.clips import make_cache, manifest_tasks, stream_batches, write_errors
+from pipeline.stages.clips import make_cache, manifest_tasks, run_clips, write_errors
 from pipeline.store import StoreWriter, audio_schema, melspec_schema, store_metadata
 
 LIBRARIES = ("librosa", "soundfile", "soxr", "scipy")
@@ -64,16 +64,7 @@ def run(params: Params) -> None:
             }
             mel_out.write(pd.DataFrame(frames))
 
-        outcomes = iter_clips(
-            extract_file,
-            tasks,
-            params.executor.n_jobs,
-            stage="features",
-            desc="audio features",
-            cache=cache,
-            dask=params.executor.dask(),
-        )
-        failures, n_cached = stream_batches(outcomes, write_batch)
+        failures, n_cached = run_clips(extract_file, tasks, params, write_batch, "features", "audio features", cache)
         write_errors(failures, manifest, AUDIO_ERRORS, {**meta, "store": "audio_errors", "cropped_clips": cropped})
         if cropped:
             print(

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.executor import ClipCache, ClipFailure, ClipTask, fingerprint
+from pipeline.executor import ClipCache, ClipFailure, ClipTask, fingerprint, iter_clips
 from pipeline.params import Params
 from pipeline.stages import MANIFEST
 from pipeline.store import ERRORS_SCHEMA, library_versions, read_store, write_store
@@ -49,6 +49,30 @@ def make_cache(
     versions = library_versions(["mmer", "numpy", "numba", *libraries])
     key = fingerprint(namespace, settings, sources, versions)
     return ClipCache(Path(params.cache.dir).resolve() / namespace, key)  # absolute: workers keep their own cwd
+
+
+def analysis_window(params: Params) -> tuple[tuple[float, float | None], dict[str, Any]]:
+    """``(offset_s, seconds read)`` of every file — the window audio_features analyses, whose
+    errors table lists the crops — and the ``audio`` settings that define it (for metadata)."""
+    audio = params.audio
+    settings = {k: getattr(audio, k) for k in ("offset_s", "duration_s", "max_duration_s")}
+    return (audio.offset_s, audio.window_s), settings
+
+
+def run_clips(
+    fn: Callable,
+    tasks: Sequence[ClipTask],
+    params: Params,
+    write_batch: Callable[[list[tuple[str, Any]]], None],
+    stage: str,
+    desc: str,
+    cache: ClipCache | None,
+) -> tuple[list[ClipFailure], int]:
+    """Map ``fn`` over ``tasks`` on the configured executor (``params.executor``: local
+    processes or Dask) and stream the results to ``write_batch``; see :func:`stream_batches`."""
+    ex = params.executor
+    outcomes = iter_clips(fn, tasks, ex.n_jobs, stage=stage, desc=desc, cache=cache, dask=ex.dask())
+    return stream_batches(outcomes, write_batch)
 
 
 def stream_batches(

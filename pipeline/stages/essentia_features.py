@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline import audio_io
-from pipeline.executor import check_error_budget, iter_clips
+from pipeline.executor import check_error_budget
 from pipeline.features import music
 from pipeline.features.music import MusicFeatureConfig, extract_music_features, music_feature_names
 from pipeline.params import Params
 from pipeline.stages import ESSENTIA_ERRORS, ESSENTIA_STORE, MANIFEST
-from pipeline.stages.clips import make_cache, manifest_tasks, stream_batches, write_errors
+from pipeline.stages.clips import analysis_window, make_cache, manifest_tasks, run_clips, write_errors
 from pipeline.store import StoreWriter, music_schema, store_metadata
 
 LIBRARIES = ("essentia", "soundfile", "soxr")
@@ -35,12 +35,8 @@ def run(params: Params) -> None:
     """Describe every clip with essentia (cached, streamed), or write empty stores when disabled."""
     config = params.essentia.feature_config()
     names = music_feature_names()
-    audio = params.audio  # the same analysis window as audio_features (whose errors table lists crops)
-    window = (audio.offset_s, audio.window_s)
-    settings = {
-        **dataclasses.asdict(config),
-        **{k: getattr(audio, k) for k in ("offset_s", "duration_s", "max_duration_s")},
-    }
+    window, window_settings = analysis_window(params)
+    settings = {**dataclasses.asdict(config), **window_settings}
     meta = store_metadata("essentia", settings, LIBRARIES, MANIFEST, feature_names=names)
     manifest, tasks = manifest_tasks((config, *window))
     if not config.enabled:
@@ -59,16 +55,7 @@ def run(params: Params) -> None:
             values = pd.DataFrame(np.stack([r["values"] for _, r in batch]), columns=names)
             out.write(pd.concat([head, values], axis=1))
 
-        outcomes = iter_clips(
-            extract_file,
-            tasks,
-            params.executor.n_jobs,
-            stage="essentia",
-            desc="essentia",
-            cache=cache,
-            dask=params.executor.dask(),
-        )
-        failures, _ = stream_batches(outcomes, write_batch)
+        failures, _ = run_clips(extract_file, tasks, params, write_batch, "essentia", "essentia", cache)
         write_errors(failures, manifest, ESSENTIA_ERRORS, {**meta, "store": "essentia_errors"})
         check_error_budget(len(failures), len(tasks), params.essentia.max_error_fraction, failures, "essentia_features")
     state = "" if config.enabled else " (essentia.enabled is false: empty store)"

@@ -10,13 +10,13 @@ import pandas as pd
 import torch
 
 from pipeline import audio_io
-from pipeline.executor import check_error_budget, iter_clips
+from pipeline.executor import check_error_budget
 from pipeline.features import musicnn, musicnn_net, tf_checkpoint
 from pipeline.features.musicnn import SR, MusicnnConfig, extract_musicnn, musicnn_feature_names
 from pipeline.features.musicnn_net import load_musicnn
 from pipeline.params import Params
 from pipeline.stages import MANIFEST, MUSICNN_ERRORS, MUSICNN_STORE
-from pipeline.stages.clips import make_cache, manifest_tasks, stream_batches, write_errors
+from pipeline.stages.clips import analysis_window, make_cache, manifest_tasks, run_clips, write_errors
 from pipeline.store import StoreWriter, musicnn_schema, store_metadata
 
 LIBRARIES = ("torch", "librosa", "soundfile", "soxr")
@@ -38,11 +38,10 @@ def run(params: Params) -> None:
     config = params.musicnn.feature_config()
     groups = musicnn_feature_names(config.model)
     names = [n for group in groups.values() for n in group]
-    audio = params.audio  # the same analysis window as audio_features (whose errors table lists crops)
-    window = (audio.offset_s, audio.window_s)
+    window, window_settings = analysis_window(params)
     settings = {
         **dataclasses.asdict(config),
-        **{k: getattr(audio, k) for k in ("offset_s", "duration_s", "max_duration_s")},
+        **window_settings,
         "sr": SR,
         "n_fft": musicnn.N_FFT,
         "hop_length": musicnn.HOP,
@@ -77,16 +76,7 @@ def run(params: Params) -> None:
             matrix = np.stack([np.concatenate([r["pooled"], r["penultimate"], r["tags"]]) for _, r in batch])
             out.write(pd.concat([head, pd.DataFrame(matrix, columns=names)], axis=1))
 
-        outcomes = iter_clips(
-            extract_file,
-            tasks,
-            params.executor.n_jobs,
-            stage="musicnn",
-            desc="musicnn",
-            cache=cache,
-            dask=params.executor.dask(),
-        )
-        failures, n_cached = stream_batches(outcomes, write_batch)
+        failures, n_cached = run_clips(extract_file, tasks, params, write_batch, "musicnn", "musicnn", cache)
         write_errors(failures, manifest, MUSICNN_ERRORS, {**meta, "store": "musicnn_errors"})
         check_error_budget(len(failures), len(tasks), params.musicnn.max_error_fraction, failures, "musicnn_features")
     state = "" if params.musicnn.enabled else " (musicnn.enabled is false: empty store)"
