@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
+from pipeline.sources import is_url, open_source
 from pipeline.store import atomic_path
 
 PREROLL_FRAMES = 16384  # decoded and dropped before a seek target in MP3/OGG: 8192 measured enough for MP3
@@ -25,7 +27,8 @@ def read_audio(
     """Decode ``path``'s window to a mono float32 waveform at ``sr`` Hz (soundfile + soxr).
 
     Only ``[offset_s, offset_s + duration_s)`` is read (to the end of the file when
-    ``duration_s`` is None), so long recordings never sit in memory whole. WAV, FLAC,
+    ``duration_s`` is None), so long recordings never sit in memory whole; ``path`` may
+    be an fsspec URL (:mod:`pipeline.sources`). WAV, FLAC,
     OGG/Vorbis and MP3 (libsndfile >= 1.1) decode natively. Channels are averaged to
     mono; other rates are resampled with soxr's high-quality setting.
 
@@ -34,7 +37,9 @@ def read_audio(
     Whether it goes on is decided exactly, by asking for one frame more than the window.
     """
     try:
-        with sf.SoundFile(str(path)) as f:
+        with contextlib.ExitStack() as opened:
+            source = opened.enter_context(open_source(path)) if is_url(path) else str(path)
+            f = opened.enter_context(sf.SoundFile(source))
             native_sr = f.samplerate
             start = min(round(offset_s * native_sr), f.frames)
             frames = -1 if duration_s is None else round(duration_s * native_sr)

@@ -20,15 +20,17 @@ import tempfile
 import uuid
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from joblib import Parallel, delayed, parallel_config
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
+
+from pipeline.sources import open_source, source_state
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ class ClipCache:
     def key(self, source: str) -> str:
         """Key of a file's bytes under this fingerprint."""
         digest = hashlib.sha256(self.fingerprint.encode())
-        with open(source, "rb") as fh:
+        with open_source(source) as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
         return digest.hexdigest()
@@ -136,22 +138,17 @@ def resolve_n_jobs(n_jobs: int) -> int:
     return cores if n_jobs in (-1, 0) else max(1, min(n_jobs, cores))
 
 
-def _file_state(path: str) -> tuple[int, int]:
-    stat = os.stat(path)
-    return stat.st_size, stat.st_mtime_ns
-
-
 def _run_task(fn: Callable, task: ClipTask, stage: str, cache: ClipCache | None) -> tuple[str, Any, bool]:
     try:
         key = None
         if cache is not None and task.source:
-            state = _file_state(task.source)
+            state = source_state(task.source)
             key = cache.key(task.source)
             hit = cache.load(key)
             if hit is not None:
                 return task.clip_id, hit, True
         value = fn(*task.args)
-        if key is not None and _file_state(task.source) == state:  # never cache a file that changed meanwhile
+        if key is not None and source_state(task.source) == state:  # never cache a file that changed meanwhile
             cache.save(key, value)
         return task.clip_id, value, False
     except Exception as exc:  # one bad clip must not end the run
@@ -162,13 +159,49 @@ def _run_task(fn: Callable, task: ClipTask, stage: str, cache: ClipCache | None)
 _WORKER_THREADS_LIMITED = False
 
 
-def _run_task_one_thread(fn: Callable, task: ClipTask, stage: str, cache: ClipCache | None) -> tuple[str, Any, bool]:
-    """:func:`_run_task` on a Dask worker, whose BLAS/OpenMP pools are limited to one thread once per process."""
+def _one_thread_per_worker() -> None:
+    """Limit a Dask worker's BLAS/OpenMP pools to one thread, once per process (like a joblib worker's)."""
     global _WORKER_THREADS_LIMITED
     if not _WORKER_THREADS_LIMITED:
-        threadpool_limits(1)  # kept for the worker's life, like a joblib worker's
+        threadpool_limits(1)  # kept for the worker's life
         _WORKER_THREADS_LIMITED = True
+
+
+def _run_task_one_thread(fn: Callable, task: ClipTask, stage: str, cache: ClipCache | None) -> tuple[str, Any, bool]:
+    """:func:`_run_task` on a Dask worker."""
+    _one_thread_per_worker()
     return _run_task(fn, task, stage, cache)
+
+
+class PartSink(Protocol):
+    """Writes a partition's results where they belong, on whichever process computed them (picklable)."""
+
+    def write(self, batch: list[tuple[str, Any]], name: str) -> dict:
+        """Write the successful ``(clip_id, result)`` pairs as part ``name``; return a small summary dict."""
+
+    def discard(self, name: str) -> None:
+        """Remove part ``name`` if it was written (its clips are about to be written again)."""
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Clips whose results are written together as one part file named ``name``."""
+
+    name: str
+    tasks: tuple[ClipTask, ...]
+
+
+def _run_partition(
+    fn: Callable, part: Partition, stage: str, cache: ClipCache | None, sink: PartSink, on_dask: bool = False
+) -> tuple[list[tuple[str, ClipFailure | None, bool]], dict]:
+    """Run a partition's clips, write the successful results with ``sink``; return only
+    ``(clip_id, failure or None, from_cache)`` per clip and the part's summary — no feature rows."""
+    if on_dask:
+        _one_thread_per_worker()
+    outcomes = [_run_task(fn, task, stage, cache) for task in part.tasks]
+    done = [(clip_id, value) for clip_id, value, _ in outcomes if not isinstance(value, ClipFailure)]
+    summary = sink.write(done, part.name) if done else {}
+    return [(cid, value if isinstance(value, ClipFailure) else None, hit) for cid, value, hit in outcomes], summary
 
 
 LOCAL_TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
@@ -216,47 +249,97 @@ def _dask_client(settings: DaskSettings):
         raise
 
 
-def _dask_outcomes(
-    fn: Callable, tasks: Sequence[ClipTask], stage: str, cache: ClipCache | None, settings: DaskSettings
-) -> Iterator[tuple[str, Any, bool]]:
-    """Submit tasks a window ahead of the results, yield results in input order.
-
-    Dask reruns the tasks of a worker that dies; a clip that keeps killing workers
-    (a crash inside a decoder) becomes a :class:`ClipFailure` like any other error.
+def _dask_ordered(client, calls: Iterable[tuple[str, tuple]], func: Callable, on_killed: Callable) -> Iterator[Any]:
+    """``func(*args)`` for each ``(key, args)`` on the cluster, submitted a window ahead of the
+    results, yielded in input order. A task whose workers keep dying ends as ``on_killed(args, exc)``.
     """
     from collections import deque
 
     from distributed import KilledWorker
 
+    threads = sum(client.nthreads().values())
+    window = max(64, 4 * threads)  # enough queued work for every worker thread
+    pending: deque = deque()
+    todo = iter(calls)
+
+    def submit(key: str, args: tuple) -> None:
+        pending.append((args, client.submit(func, *args, key=f"{key}-{uuid.uuid4().hex[:8]}", pure=False)))
+
+    for key, args in itertools.islice(todo, window):
+        submit(key, args)
+    while pending:
+        args, future = pending.popleft()
+        try:
+            outcome = future.result()
+        except KilledWorker as exc:
+            outcome = on_killed(args, exc)
+        future.release()
+        for key, more in itertools.islice(todo, 1):  # keep the window full
+            submit(key, more)
+        yield outcome
+
+
+@contextlib.contextmanager
+def _dask_session(settings: DaskSettings):
+    """A client of the configured cluster, closed (with the LocalCluster it owns) on exit."""
     client, cluster = _dask_client(settings)
     try:
-        threads = sum(client.nthreads().values())
-        window = max(64, 4 * threads)  # enough queued work for every worker thread
-        pending: deque = deque()
-        todo = iter(tasks)
-
-        def submit(task: ClipTask) -> None:
-            key = f"{stage}-{task.clip_id}-{uuid.uuid4().hex[:8]}"
-            pending.append((task, client.submit(_run_task_one_thread, fn, task, stage, cache, key=key, pure=False)))
-
-        for task in itertools.islice(todo, window):
-            submit(task)
-        while pending:
-            task, future = pending.popleft()
-            try:
-                outcome = future.result()
-            except KilledWorker as exc:
-                outcome = (task.clip_id, ClipFailure(task.clip_id, stage, "KilledWorker", str(exc)), False)
-            future.release()
-            for task in itertools.islice(todo, 1):  # keep the window full
-                submit(task)
-            yield outcome
+        yield client
     finally:
         try:
             client.close()
         finally:
             if cluster is not None:
                 cluster.close()
+
+
+def _killed_clip(args: tuple, exc: Exception) -> tuple[str, ClipFailure, bool]:
+    """The outcome of a clip that kept killing its workers (a crash inside a decoder)."""
+    _, task, stage, _ = args
+    return task.clip_id, ClipFailure(task.clip_id, stage, "KilledWorker", str(exc)), False
+
+
+def _dask_outcomes(
+    fn: Callable, tasks: Sequence[ClipTask], stage: str, cache: ClipCache | None, settings: DaskSettings
+) -> Iterator[tuple[str, Any, bool]]:
+    """Per-clip outcomes from the cluster, in input order; Dask reruns the tasks of a worker that
+    dies, and a clip that keeps killing workers becomes a :class:`ClipFailure` like any other error."""
+    with _dask_session(settings) as client:
+        calls = ((f"{stage}-{task.clip_id}", (fn, task, stage, cache)) for task in tasks)
+        yield from _dask_ordered(client, calls, _run_task_one_thread, _killed_clip)
+
+
+def _dask_partitions(
+    fn: Callable,
+    parts: Sequence[Partition],
+    stage: str,
+    cache: ClipCache | None,
+    sink: PartSink,
+    settings: DaskSettings,
+) -> Iterator[tuple[list, dict]]:
+    """Partition outcomes from the cluster, in order. A partition whose workers keep dying is
+    discarded and run again one clip per part (``<name>-0000`` ...), so only the clip that kills
+    its worker is lost, as a ``KilledWorker`` failure."""
+    with _dask_session(settings) as client:
+
+        def split(args: tuple, exc: Exception) -> tuple[list, dict]:
+            part = args[1]
+            sink.discard(part.name)  # in case it was written just before its worker died
+            singles = [Partition(f"{part.name}-{i:04d}", (task,)) for i, task in enumerate(part.tasks)]
+            calls = ((f"{stage}-{p.tasks[0].clip_id}", (fn, p, stage, cache, sink, True)) for p in singles)
+
+            def killed(single_args: tuple, single_exc: Exception) -> tuple[list, dict]:
+                (task,) = single_args[1].tasks
+                return [_killed_clip((fn, task, stage, cache), single_exc)], {}
+
+            outcomes, summary = [], {}
+            for part_outcomes, part_summary in _dask_ordered(client, calls, _run_partition, killed):
+                outcomes += part_outcomes
+                summary.update(part_summary)
+            return outcomes, summary
+
+        calls = ((f"{stage}-{p.name}", (fn, p, stage, cache, sink, True)) for p in parts)
+        yield from _dask_ordered(client, calls, _run_partition, split)
 
 
 def iter_clips(
@@ -315,6 +398,55 @@ def map_clips(
         else:
             results[clip_id] = outcome
     return results, failures
+
+
+def partitions(tasks: Sequence[ClipTask], size: int) -> list[Partition]:
+    """Consecutive tasks, ``size`` at a time, named ``part-00000``, ``part-00001``, ... (input order)."""
+    if size < 1:
+        raise ValueError(f"partition size must be >= 1, got {size}")
+    return [Partition(f"part-{i // size:05d}", tuple(tasks[i : i + size])) for i in range(0, len(tasks), size)]
+
+
+def iter_partitions(
+    fn: Callable,
+    parts: Sequence[Partition],
+    sink: PartSink,
+    n_jobs: int = -1,
+    stage: str = "extract",
+    desc: str = "clips",
+    cache: ClipCache | None = None,
+    dask: DaskSettings | None = None,
+) -> Iterator[tuple[list[tuple[str, ClipFailure | None, bool]], dict]]:
+    """Run whole partitions on the workers, which write their own part files through ``sink``.
+
+    Yields, per partition in input order, ``([(clip_id, failure or None, from_cache)], summary)``:
+    feature rows never travel back to this process. Same processes, thread limits,
+    error capture and cache as :func:`iter_clips`; the progress bar counts clips.
+    """
+    workers = resolve_n_jobs(n_jobs)
+    if dask is not None and parts:
+        context = contextlib.nullcontext()
+
+        def outcomes() -> Iterator[tuple[list, dict]]:
+            return _dask_partitions(fn, parts, stage, cache, sink, dask)
+    elif workers == 1:
+        context = threadpool_limits(1)
+
+        def outcomes() -> Iterator[tuple[list, dict]]:
+            return (_run_partition(fn, part, stage, cache, sink) for part in parts)
+    else:
+        context = parallel_config(backend="loky", inner_max_num_threads=1)
+
+        def outcomes() -> Iterator[tuple[list, dict]]:
+            parallel = Parallel(n_jobs=workers, return_as="generator", pre_dispatch="2*n_jobs")
+            return parallel(delayed(_run_partition)(fn, part, stage, cache, sink) for part in parts)
+
+    total = sum(len(part.tasks) for part in parts)
+    with context, tqdm(total=total, desc=desc, unit="clip", disable=None, smoothing=0.1) as progress:
+        with contextlib.closing(outcomes()) as results:
+            for part_outcomes, summary in results:
+                progress.update(len(part_outcomes))
+                yield part_outcomes, summary
 
 
 def check_error_budget(

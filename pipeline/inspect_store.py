@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.features.audio import ALL_STATS
-from pipeline.store import read_metadata
+from pipeline.store import read_metadata, store_files
 
 _STAT_SUFFIX = re.compile(rf"_({'|'.join(ALL_STATS)})$")
 
@@ -37,9 +37,8 @@ def _nan_count(column) -> int:
 def describe(path: str | Path) -> str:
     """A readable summary: rows, columns, null/NaN counts per column group, metadata."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such store")
-    table = pq.read_table(path)
+    files = store_files(path)
+    table = pq.read_table(files)
     groups: dict[str, list[int]] = {}
     for field, column in zip(table.schema, table.columns):
         nulls = column.null_count
@@ -48,8 +47,9 @@ def describe(path: str | Path) -> str:
         counts[0] += 1
         counts[1] += nulls
         counts[2] += nans
+    layout = f" in {len(files)} part files (a partitioned store)" if isinstance(files, list) else ""
     lines = [
-        f"{path}: {table.num_rows} rows x {table.num_columns} columns",
+        f"{path}: {table.num_rows} rows x {table.num_columns} columns{layout}",
         "",
         "column group        columns  nulls  NaN",
     ]

@@ -94,6 +94,19 @@ class CacheParams:
 
 
 @dataclass(frozen=True)
+class StoreParams:
+    """Layout of the feature stores.
+
+    partitioned: false writes each store as one Parquet file (rows stream through the
+    stage's process); true writes a folder of part files at the same path, each
+    written by the worker that computed its clips (``rows_per_part`` clips a part).
+    """
+
+    partitioned: bool = False
+    rows_per_part: int = 256
+
+
+@dataclass(frozen=True)
 class AudioParams(AudioFeatureConfig):
     """Audio extraction settings plus the stage's failure budget."""
 
@@ -211,7 +224,12 @@ class CNNParams(MLPParams):
 
 @dataclass(frozen=True)
 class LGBMParams:
-    """LightGBM classifier settings (passed to ``lightgbm.LGBMClassifier``)."""
+    """LightGBM classifier settings (passed to ``lightgbm.LGBMClassifier``).
+
+    distributed: train each booster data-parallel with ``lightgbm.dask`` on the
+    executor's cluster (needs ``executor.kind: dask``); the trees differ from a local
+    fit's, which is why it is a training parameter.
+    """
 
     n_estimators: int = 300
     learning_rate: float = 0.05
@@ -219,6 +237,7 @@ class LGBMParams:
     min_child_samples: int = 10
     subsample: float = 0.8
     colsample_bytree: float = 0.5
+    distributed: bool = False
 
 
 @dataclass(frozen=True)
@@ -265,6 +284,7 @@ class Params:
     demo: DemoParams = field(default_factory=DemoParams)
     executor: ExecutorParams = field(default_factory=ExecutorParams)
     cache: CacheParams = field(default_factory=CacheParams)
+    store: StoreParams = field(default_factory=StoreParams)
     audio: AudioParams = field(default_factory=AudioParams)
     essentia: EssentiaParams = field(default_factory=EssentiaParams)
     musicnn: MusicnnParams = field(default_factory=MusicnnParams)
@@ -397,6 +417,10 @@ def validate(params: Params) -> None:
             f"params: executor.address must be 'local-cluster' or a scheduler address like tcp://host:8786, "
             f"got {ex.address!r}"
         )
+    if params.train.lgbm.distributed and ex.kind != "dask":
+        raise ParamsError("params: train.lgbm.distributed needs executor.kind: dask (the cluster to train on)")
+    if params.store.rows_per_part < 1:
+        raise ParamsError(f"params: store.rows_per_part must be >= 1, got {params.store.rows_per_part}")
     for section in ("audio", "essentia", "musicnn"):
         if not 0 <= getattr(params, section).max_error_fraction <= 1:
             raise ParamsError(f"params: {section}.max_error_fraction must be in [0, 1]")

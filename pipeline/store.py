@@ -13,10 +13,12 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -138,19 +140,29 @@ def atomic_path(path: str | Path):
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
-        os.replace(tmp, path)
-        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-            stale.unlink(missing_ok=True)
+        move_into_place(Path(tmp), path)
     except OSError as exc:
-        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
-            kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
-            raise DiskFullError(
-                f"{path}: no space left on the device while writing; {kept}. Free space and rerun"
-            ) from exc
+        _raise_disk_full(exc, path)
         raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove the temp files and folders of ``path`` that a killed run left beside it."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+def _raise_disk_full(exc: OSError, path: Path) -> None:
+    """Turn an out-of-space error into :class:`DiskFullError` naming ``path`` (other errors pass)."""
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
+        kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
+        raise DiskFullError(f"{path}: no space left on the device while writing; {kept}. Free space and rerun") from exc
 
 
 class StoreWriter:
@@ -174,11 +186,7 @@ class StoreWriter:
 
     def write(self, df: pd.DataFrame) -> None:
         """Append ``df`` (one row group)."""
-        missing = [name for name in self.schema.names if name not in df.columns]
-        if missing:
-            raise ValueError(f"{self.path}: rows lack columns {missing[:5]} required by the store schema")
-        arrays = [_to_arrow(df[f.name], f.type) for f in self.schema]
-        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema), row_group_size=ROW_GROUP_SIZE)
+        self._writer.write_table(table_of(df, self.schema, self.path), row_group_size=ROW_GROUP_SIZE)
         self.rows += len(df)
 
     def __exit__(self, *exc_info) -> None:
@@ -194,6 +202,112 @@ def write_store(df: pd.DataFrame, path: str | Path, schema: pa.Schema, meta: dic
     """Write ``df`` with exactly ``schema`` and ``meta`` as one Parquet file, atomically."""
     with StoreWriter(path, schema, meta) as writer:
         writer.write(df)
+
+
+def table_of(df: pd.DataFrame, schema: pa.Schema, path: str | Path = "store") -> pa.Table:
+    """``df``'s columns as an Arrow table of exactly ``schema`` (extra columns are left out)."""
+    missing = [name for name in schema.names if name not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: rows lack columns {missing[:5]} required by the store schema")
+    return pa.Table.from_arrays([_to_arrow(df[f.name], f.type) for f in schema], schema=schema)
+
+
+# --- partitioned stores: a folder of part files ------------------------------------
+
+PART_PATTERN = "part-*.parquet"
+COMMON_METADATA = "_common_metadata"
+
+
+@dataclass(frozen=True)
+class PartFolder:
+    """Where the part files of a partitioned store being written go (picklable: workers write them).
+
+    Each part is written atomically under its own name, so a part written twice (a
+    retried task) replaces itself instead of duplicating rows.
+    """
+
+    folder: str
+    schema: pa.Schema
+
+    def write(self, df: pd.DataFrame, name: str) -> None:
+        """Write ``df`` as ``<folder>/<name>.parquet``."""
+        path = Path(self.folder) / f"{name}.parquet"
+        with atomic_path(path) as tmp:
+            pq.write_table(table_of(df, self.schema, path), tmp, row_group_size=ROW_GROUP_SIZE)
+
+    def discard(self, name: str) -> None:
+        """Remove part ``name`` if it exists (before its rows are written again in smaller parts)."""
+        (Path(self.folder) / f"{name}.parquet").unlink(missing_ok=True)
+
+
+class DatasetWriter:
+    """A partitioned store: part files (``part-00000.parquet`` ...) in a folder at ``path``.
+
+    Parts are written into a temp folder beside ``path`` — by this process or by
+    workers, through :attr:`parts` — and rows come back in part-name order. On
+    success the folder gets ``_common_metadata`` (the schema with the store's
+    metadata, also carried by every part) and replaces ``path``; on failure it is
+    removed and the previous store stays. pandas, pyarrow, DuckDB
+    (``'path/*.parquet'``), Dask and Spark read the folder directly.
+    """
+
+    def __init__(self, path: str | Path, schema: pa.Schema, meta: dict[str, Any]):
+        self.path = Path(path).absolute()  # workers keep their own working directory
+        self.schema = schema.with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True, default=str)})
+
+    def __enter__(self) -> DatasetWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.parts = PartFolder(
+            tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent), self.schema
+        )
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        folder = Path(self.parts.folder)
+        try:
+            if exc_type is None:
+                os.chmod(folder, 0o777 & ~_UMASK)
+                if not any(folder.glob(PART_PATTERN)):  # no rows: one empty part keeps the schema readable
+                    self.parts.write(pd.DataFrame({name: [] for name in self.schema.names}), "part-00000")
+                pq.write_metadata(self.schema, folder / COMMON_METADATA)
+                move_into_place(folder, self.path)
+        except OSError as exc:
+            _raise_disk_full(exc, self.path)
+            raise
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def move_into_place(source: Path, path: Path) -> None:
+    """Rename ``source`` (a file or a folder) onto ``path``, replacing the file or folder there.
+
+    A file replaces a file atomically. A folder on either side cannot be swapped in one
+    rename: the old one is renamed aside first and removed after, so ``path`` holds one
+    whole store or, for that instant, none.
+    """
+    old = None
+    if path.is_dir() and not path.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        os.replace(path, old / path.name)
+    elif source.is_dir() and (path.exists() or path.is_symlink()):
+        path.unlink()
+    os.replace(source, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    remove_stale_temps(path)
+
+
+def store_files(path: str | Path) -> Path | list[str]:
+    """What pyarrow should read for a store: the file, or a partitioned store's part files in order."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: store not found; run `dvc repro` to build it")
+    if not path.is_dir():
+        return path
+    parts = sorted(str(p) for p in path.glob(PART_PATTERN))
+    if not parts:
+        raise FileNotFoundError(f"{path}: a folder without {PART_PATTERN} files, not a store; rerun its stage")
+    return parts
 
 
 def _to_arrow(column: pd.Series, type_: pa.DataType) -> pa.Array:
@@ -214,10 +328,7 @@ def _to_arrow(column: pd.Series, type_: pa.DataType) -> pa.Array:
 
 def read_store(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a store into pandas (fixed-size list columns become lists of arrays)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: store not found; run `dvc repro` to build it")
-    return pq.read_table(path, columns=columns).to_pandas()
+    return pq.read_table(store_files(path), columns=columns).to_pandas()
 
 
 def read_matrix(path: str | Path, column: str = "embedding") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -225,7 +336,7 @@ def read_matrix(path: str | Path, column: str = "embedding") -> tuple[np.ndarray
 
     Null rows come back as zeros with ``present`` False; no Python loops.
     """
-    table = pq.read_table(path, columns=["clip_id", column])
+    table = pq.read_table(store_files(path), columns=["clip_id", column])
     values = table.column(column).combine_chunks()
     present = values.is_valid().to_numpy(zero_copy_only=False)
     dim = values.type.list_size
@@ -237,7 +348,7 @@ def read_matrix(path: str | Path, column: str = "embedding") -> tuple[np.ndarray
 
 def read_tensor(path: str | Path, column: str = "melspec") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(clip_ids, (N, *shape) float32 array, n_valid_frames) from a tensor store, without Python loops."""
-    table = pq.read_table(path, columns=["clip_id", "n_valid_frames", column])
+    table = pq.read_table(store_files(path), columns=["clip_id", "n_valid_frames", column])
     tensors = table.column(column).combine_chunks().to_numpy_ndarray()
     return (
         table.column("clip_id").to_numpy(zero_copy_only=False).astype(str),
@@ -248,7 +359,9 @@ def read_tensor(path: str | Path, column: str = "melspec") -> tuple[np.ndarray, 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The ``mmer`` metadata document of a store ({} for a foreign Parquet file)."""
-    raw = pq.read_schema(path).metadata or {}
+    files = store_files(path)
+    common = Path(path) / COMMON_METADATA
+    raw = pq.read_schema(common if common.is_file() else files if isinstance(files, Path) else files[0]).metadata or {}
     return json.loads(raw[METADATA_KEY]) if METADATA_KEY in raw else {}
 
 

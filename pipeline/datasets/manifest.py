@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.sources import is_url, source_exists
 from pipeline.store import MANIFEST_SCHEMA
 
 COLUMNS = MANIFEST_SCHEMA.names
@@ -72,7 +73,8 @@ def read_manifest_file(path: str | Path, columns: dict[str, str] | None = None) 
         refuse_escaping_paths(df, "text_path", base, path, follow_links=True)
     prefix = os.path.relpath(base)  # relative paths become relative to the working directory
     df["audio_path"] = [
-        p if pd.isna(p) or os.path.isabs(p) else os.path.normpath(os.path.join(prefix, p)) for p in df["audio_path"]
+        p if pd.isna(p) or os.path.isabs(p) or is_url(p) else os.path.normpath(os.path.join(prefix, p))
+        for p in df["audio_path"]
     ]
     if "text_path" in df.columns:
         df["text"] = [
@@ -100,7 +102,7 @@ def refuse_escaping_paths(
     root = os.path.realpath(base) if follow_links else os.path.abspath(base)
     inside = root.rstrip(os.sep) + os.sep
     for clip_id, value in zip(df["clip_id"], df[column]):
-        if pd.isna(value) or os.path.isabs(str(value)):
+        if pd.isna(value) or os.path.isabs(str(value)) or is_url(str(value)):
             continue
         joined = os.path.join(root, str(value))
         target = os.path.realpath(joined) if follow_links else os.path.normpath(joined)
@@ -201,7 +203,7 @@ def validate_manifest(
                 "lower n_folds or check the group column"
             )
     if check_files:
-        absent = [p for p in df["audio_path"].dropna() if not os.path.isfile(p)]
+        absent = [p for p in df["audio_path"].dropna() if not (source_exists(p) if is_url(p) else os.path.isfile(p))]
         if absent:
             raise ManifestError(
                 f"manifest: {len(absent)} audio file(s) not found, e.g. {absent[0]}; "

@@ -11,6 +11,7 @@ saved learner back.
 
 from __future__ import annotations
 
+from pipeline.executor import DaskSettings
 from pipeline.params import TrainParams
 
 LEARNERS = ("dummy", "logreg", "lgbm", "mlp", "multitask", "cnn")
@@ -24,20 +25,22 @@ def make_learner(
     seed: int,
     tfidf_dim: int | None = None,
     val_fraction: float = 0.15,
+    dask: DaskSettings | None = None,
 ):
     """A fresh, unfitted learner for one (learner, fusion) variant.
 
     ``late`` fusion averages an audio-only and a text-only learner of the same family.
     With ``tfidf_dim``, the ``text`` block holds raw texts, turned into TF-IDF + SVD
     features inside each fit (see :class:`pipeline.models.tfidf.TfidfTextLearner`).
+    With ``dask`` and ``train.lgbm.distributed``, LightGBM trains on that cluster.
     """
     if fusion == "late" and name != "dummy":
         from pipeline.models.late import LateFusionClassifier
 
-        audio = make_learner(name, "audio", params, seed, None, val_fraction)
-        text = make_learner(name, "text", params, seed, tfidf_dim, val_fraction)
+        audio = make_learner(name, "audio", params, seed, None, val_fraction, dask)
+        text = make_learner(name, "text", params, seed, tfidf_dim, val_fraction, dask)
         return LateFusionClassifier(audio, text, val_fraction=val_fraction, seed=seed)
-    learner = _make(name, fusion, params, seed, val_fraction)
+    learner = _make(name, fusion, params, seed, val_fraction, dask)
     if tfidf_dim is None or name == "dummy" or fusion == "audio":
         return learner
     from pipeline.models.tfidf import TfidfTextLearner
@@ -45,16 +48,14 @@ def make_learner(
     return TfidfTextLearner(learner, dim=tfidf_dim, seed=seed)
 
 
-def _make(name: str, fusion: str, params: TrainParams, seed: int, val_fraction: float):
+def _make(name: str, fusion: str, params: TrainParams, seed: int, val_fraction: float, dask: DaskSettings | None):
     from pipeline.models.classical import ClassicalFusionClassifier, PriorClassifier  # heavy imports stay lazy
 
     if name == "dummy":
         return PriorClassifier()
     if name == "lgbm":
-        from lightgbm import LGBMClassifier
-
         p = params.lgbm
-        estimator = LGBMClassifier(
+        settings = dict(
             n_estimators=p.n_estimators,
             learning_rate=p.learning_rate,
             num_leaves=p.num_leaves,
@@ -62,13 +63,20 @@ def _make(name: str, fusion: str, params: TrainParams, seed: int, val_fraction: 
             subsample=p.subsample,
             subsample_freq=1,
             colsample_bytree=p.colsample_bytree,
-            class_weight=params.class_weight,
             n_jobs=params.n_threads,
             random_state=seed,
             deterministic=True,
             force_row_wise=True,
             verbose=-1,
         )
+        if p.distributed and dask is not None:
+            from pipeline.models.dask_lgbm import DaskLGBMClassifier
+
+            estimator = DaskLGBMClassifier(dask.address, dask.workers, params.class_weight, settings)
+        else:
+            from lightgbm import LGBMClassifier
+
+            estimator = LGBMClassifier(**settings, class_weight=params.class_weight)
         return ClassicalFusionClassifier(estimator, fusion, pca_dim=params.pca_dim, seed=seed)
     if name == "logreg":
         from sklearn.linear_model import LogisticRegression

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 
 import numpy as np
@@ -14,8 +15,8 @@ from pipeline.features import audio as audio_features
 from pipeline.features.audio import AudioFeatureConfig, extract_clip, feature_names
 from pipeline.params import Params
 from pipeline.stages import AUDIO_ERRORS, AUDIO_STORE, MANIFEST, MELSPEC_STORE
-from pipeline.stages.clips import make_cache, manifest_tasks, run_clips, write_errors
-from pipeline.store import StoreWriter, audio_schema, melspec_schema, store_metadata
+from pipeline.stages.clips import ClipStores, StoreSpec, make_cache, manifest_tasks, write_errors
+from pipeline.store import audio_schema, melspec_schema, store_metadata
 
 LIBRARIES = ("librosa", "soundfile", "soxr", "scipy")
 
@@ -36,6 +37,21 @@ def cropped_clips(batch: list[tuple[str, dict]]) -> dict[str, float]:
     return {cid: round(float(r["source_s"]), 3) for cid, r in batch if r["source_s"] > 0}
 
 
+def tabulate(batch: list[tuple[str, dict]], names: list[str]) -> tuple[list[pd.DataFrame], dict[str, float]]:
+    """Rows of the descriptor and log-mel stores for a batch, and its cropped clips."""
+    ids = [cid for cid, _ in batch]
+    matrix = np.stack([r["descriptors"] for _, r in batch])
+    descriptors = pd.concat([pd.DataFrame({"clip_id": ids}), pd.DataFrame(matrix, columns=names)], axis=1)
+    mels = pd.DataFrame(
+        {
+            "clip_id": ids,
+            "n_valid_frames": [int(r["n_valid_frames"]) for _, r in batch],
+            "melspec": [r["melspec"] for _, r in batch],
+        }
+    )
+    return [descriptors, mels], cropped_clips(batch)
+
+
 def run(params: Params) -> None:
     """Extract every clip (cached), stream both stores, record failures, enforce the error budget."""
     config = params.audio.feature_config()
@@ -44,27 +60,18 @@ def run(params: Params) -> None:
     cache = make_cache(params, "audio", dataclasses.asdict(config), [audio_features, audio_io, stage_module], LIBRARIES)
     names = feature_names(config)
     meta = store_metadata("audio", dataclasses.asdict(config), LIBRARIES, MANIFEST)
-    descriptors_schema = audio_schema(names)
-    mel_schema = melspec_schema(config.melspec_n_mels, config.melspec_frames)
-    with (
-        StoreWriter(AUDIO_STORE, descriptors_schema, {**meta, "feature_names": names}) as audio_out,
-        StoreWriter(MELSPEC_STORE, mel_schema, {**meta, "store": "melspec", "layout": "(n_mels, n_frames)"}) as mel_out,
-    ):
-        cropped: dict[str, float] = {}
-
-        def write_batch(batch: list[tuple[str, dict]]) -> None:
-            cropped.update(cropped_clips(batch))
-            ids = [cid for cid, _ in batch]
-            matrix = np.stack([r["descriptors"] for _, r in batch])
-            audio_out.write(pd.concat([pd.DataFrame({"clip_id": ids}), pd.DataFrame(matrix, columns=names)], axis=1))
-            frames = {
-                "clip_id": ids,
-                "n_valid_frames": [int(r["n_valid_frames"]) for _, r in batch],
-                "melspec": [r["melspec"] for _, r in batch],
-            }
-            mel_out.write(pd.DataFrame(frames))
-
-        failures, n_cached = run_clips(extract_file, tasks, params, write_batch, "features", "audio features", cache)
+    stores = [
+        StoreSpec(AUDIO_STORE, audio_schema(names), {**meta, "feature_names": names}),
+        StoreSpec(
+            MELSPEC_STORE,
+            melspec_schema(config.melspec_n_mels, config.melspec_frames),
+            {**meta, "store": "melspec", "layout": "(n_mels, n_frames)"},
+        ),
+    ]
+    with ClipStores(params, stores) as out:
+        rows = functools.partial(tabulate, names=names)
+        failures, n_cached = out.run(extract_file, tasks, rows, "features", "audio features", cache)
+        cropped = out.summary
         write_errors(failures, manifest, AUDIO_ERRORS, {**meta, "store": "audio_errors", "cropped_clips": cropped})
         if cropped:
             print(
@@ -74,7 +81,7 @@ def run(params: Params) -> None:
             )
         check_error_budget(len(failures), len(tasks), params.audio.max_error_fraction, failures, "audio_features")
     print(
-        f"audio_features: {audio_out.rows} clips x {len(names)} descriptors + log-mel "
+        f"audio_features: {out.rows} clips x {len(names)} descriptors + log-mel "
         f"{config.melspec_n_mels}x{config.melspec_frames}; {len(tasks) - len(failures) - n_cached} computed, "
         f"{n_cached} from cache, {len(failures)} failed -> {AUDIO_STORE}, {MELSPEC_STORE}"
     )

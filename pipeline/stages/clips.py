@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
-from pipeline.executor import ClipCache, ClipFailure, ClipTask, fingerprint, iter_clips
+from pipeline.executor import ClipCache, ClipFailure, ClipTask, fingerprint, iter_clips, iter_partitions, partitions
 from pipeline.params import Params
+from pipeline.sources import is_url
 from pipeline.stages import MANIFEST
-from pipeline.store import ERRORS_SCHEMA, library_versions, read_store, write_store
+from pipeline.store import (
+    ERRORS_SCHEMA,
+    DatasetWriter,
+    PartFolder,
+    StoreWriter,
+    library_versions,
+    read_store,
+    write_store,
+)
 
 ROWS_PER_BATCH = 256  # clips buffered before a row group is written
 
@@ -23,15 +36,13 @@ ROWS_PER_BATCH = 256  # clips buffered before a row group is written
 def manifest_tasks(args_tail: tuple) -> tuple[pd.DataFrame, list[ClipTask]]:
     """One task per manifest row with audio: ``(absolute audio path, *args_tail)``.
 
-    A text-only corpus has none, and the audio stages write empty stores. Paths are
-    made absolute here: worker processes are reused and keep the working directory
-    they started in.
+    A text-only corpus has none, and the audio stages write empty stores. Local paths
+    are made absolute here: worker processes are reused and keep the working directory
+    they started in. URLs (``s3://...``) are passed on as they are.
     """
     manifest = read_store(MANIFEST, columns=["clip_id", "audio_path"]).dropna(subset=["audio_path"])
-    tasks = [
-        ClipTask(cid, (os.path.abspath(path), *args_tail), source=os.path.abspath(path))
-        for cid, path in zip(manifest["clip_id"], manifest["audio_path"])
-    ]
+    paths = [path if is_url(path) else os.path.abspath(path) for path in manifest["audio_path"]]
+    tasks = [ClipTask(cid, (path, *args_tail), source=path) for cid, path in zip(manifest["clip_id"], paths)]
     return manifest, tasks
 
 
@@ -59,20 +70,121 @@ def analysis_window(params: Params) -> tuple[tuple[float, float | None], dict[st
     return (audio.offset_s, audio.window_s), settings
 
 
-def run_clips(
-    fn: Callable,
-    tasks: Sequence[ClipTask],
-    params: Params,
-    write_batch: Callable[[list[tuple[str, Any]]], None],
-    stage: str,
-    desc: str,
-    cache: ClipCache | None,
-) -> tuple[list[ClipFailure], int]:
-    """Map ``fn`` over ``tasks`` on the configured executor (``params.executor``: local
-    processes or Dask) and stream the results to ``write_batch``; see :func:`stream_batches`."""
-    ex = params.executor
-    outcomes = iter_clips(fn, tasks, ex.n_jobs, stage=stage, desc=desc, cache=cache, dask=ex.dask())
-    return stream_batches(outcomes, write_batch)
+Tabulate = Callable[[list[tuple[str, Any]]], tuple[list[pd.DataFrame], dict]]
+"""``tabulate(batch) -> (one DataFrame per store, summary)``: a stage's rows for a batch of
+``(clip_id, result)`` pairs, plus a small dict merged into :attr:`ClipStores.summary`. Must
+be picklable (a module-level function or a ``functools.partial`` of one): with
+``store.partitioned`` it runs on the workers."""
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """One output store of a per-clip stage: where, its schema and its metadata."""
+
+    path: Path
+    schema: pa.Schema
+    meta: dict
+
+
+@dataclass(frozen=True)
+class TableSink:
+    """Writes a partition's rows as one part file per store (see :class:`pipeline.executor.PartSink`)."""
+
+    tabulate: Tabulate
+    folders: tuple[PartFolder, ...]
+
+    def write(self, batch: list[tuple[str, Any]], name: str) -> dict:
+        frames, summary = self.tabulate(batch)
+        for folder, frame in zip(self.folders, frames, strict=True):
+            folder.write(frame, name)
+        return summary
+
+    def discard(self, name: str) -> None:
+        for folder in self.folders:
+            folder.discard(name)
+
+
+class ClipStores:
+    """The output stores of a per-clip stage, open while its clips are mapped.
+
+    With ``store.partitioned`` false each store is one Parquet file whose row groups
+    stream from this process; with it true each is a folder of part files written by
+    the workers themselves, ``store.rows_per_part`` clips a part. Either way a store
+    appears only when the ``with`` block ends without an error (the previous one stays
+    otherwise).
+
+    >>> with ClipStores(params, [StoreSpec(path, schema, meta)]) as out:
+    ...     failures, n_cached = out.run(fn, tasks, tabulate, "features", "audio features", cache)
+    ...     check_error_budget(...)   # raising here keeps the previous stores
+    """
+
+    def __init__(self, params: Params, stores: Sequence[StoreSpec]):
+        self.params = params
+        self.stores = list(stores)
+        self.rows = 0
+        self.summary: dict = {}
+
+    def __enter__(self) -> ClipStores:
+        self._stack = contextlib.ExitStack().__enter__()
+        writer = DatasetWriter if self.params.store.partitioned else StoreWriter
+        try:
+            self.writers = [self._stack.enter_context(writer(s.path, s.schema, s.meta)) for s in self.stores]
+        except BaseException:
+            self._stack.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> bool | None:
+        return self._stack.__exit__(*exc_info)
+
+    def run(
+        self,
+        fn: Callable,
+        tasks: Sequence[ClipTask],
+        tabulate: Tabulate,
+        stage: str,
+        desc: str,
+        cache: ClipCache | None,
+    ) -> tuple[list[ClipFailure], int]:
+        """Map ``fn`` over ``tasks`` on the configured executor (``params.executor``: local
+        processes or Dask) and write every result's rows; return the failures and how many
+        results came from the cache."""
+        ex = self.params.executor
+        if not self.params.store.partitioned:
+
+            def write_batch(batch: list[tuple[str, Any]]) -> None:
+                frames, summary = tabulate(batch)
+                self.summary.update(summary)
+                for writer, frame in zip(self.writers, frames, strict=True):
+                    writer.write(frame)
+                self.rows += len(batch)
+
+            outcomes = iter_clips(fn, tasks, ex.n_jobs, stage=stage, desc=desc, cache=cache, dask=ex.dask())
+            return stream_batches(outcomes, write_batch)
+        sink = TableSink(tabulate, tuple(writer.parts for writer in self.writers))
+        parts = partitions(tasks, self.params.store.rows_per_part)
+        failures: list[ClipFailure] = []
+        n_cached = 0
+        for outcomes, summary in iter_partitions(fn, parts, sink, ex.n_jobs, stage, desc, cache, ex.dask()):
+            self.summary.update(summary)
+            for _, failure, cached in outcomes:
+                if failure is None:
+                    self.rows += 1
+                    n_cached += cached
+                else:
+                    failures.append(failure)
+        return failures, n_cached
+
+
+def write_feature_store(params: Params, df: pd.DataFrame, path: Path, schema: pa.Schema, meta: dict) -> None:
+    """Write a store computed in this process: one file, or part files with ``store.partitioned``."""
+    if not params.store.partitioned:
+        write_store(df, path, schema, meta)
+        return
+    size = params.store.rows_per_part
+    with DatasetWriter(path, schema, meta) as writer:
+        for start in range(0, len(df), size):
+            writer.parts.write(df.iloc[start : start + size].reset_index(drop=True), f"part-{start // size:05d}")
 
 
 def stream_batches(

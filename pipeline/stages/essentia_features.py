@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 
 import numpy as np
@@ -14,8 +15,8 @@ from pipeline.features import music
 from pipeline.features.music import MusicFeatureConfig, extract_music_features, music_feature_names
 from pipeline.params import Params
 from pipeline.stages import ESSENTIA_ERRORS, ESSENTIA_STORE, MANIFEST
-from pipeline.stages.clips import analysis_window, make_cache, manifest_tasks, run_clips, write_errors
-from pipeline.store import StoreWriter, music_schema, store_metadata
+from pipeline.stages.clips import ClipStores, StoreSpec, analysis_window, make_cache, manifest_tasks, write_errors
+from pipeline.store import music_schema, store_metadata
 
 LIBRARIES = ("essentia", "soundfile", "soxr")
 
@@ -31,6 +32,19 @@ def extract_file(path: str, config: MusicFeatureConfig, offset_s: float, duratio
     }
 
 
+def tabulate(batch: list[tuple[str, dict]], names: list[str]) -> tuple[list[pd.DataFrame], dict]:
+    """Rows of the essentia store for a batch."""
+    head = pd.DataFrame(
+        {
+            "clip_id": [cid for cid, _ in batch],
+            "key": [str(r["key"]) for _, r in batch],
+            "scale": [str(r["scale"]) for _, r in batch],
+        }
+    )
+    values = pd.DataFrame(np.stack([r["values"] for _, r in batch]), columns=names)
+    return [pd.concat([head, values], axis=1)], {}
+
+
 def run(params: Params) -> None:
     """Describe every clip with essentia (cached, streamed), or write empty stores when disabled."""
     config = params.essentia.feature_config()
@@ -42,20 +56,9 @@ def run(params: Params) -> None:
     if not config.enabled:
         tasks = []
     cache = make_cache(params, "essentia", settings, [music, audio_io, sys.modules[__name__]], LIBRARIES)
-    with StoreWriter(ESSENTIA_STORE, music_schema(names), meta) as out:
-
-        def write_batch(batch: list[tuple[str, dict]]) -> None:
-            head = pd.DataFrame(
-                {
-                    "clip_id": [cid for cid, _ in batch],
-                    "key": [str(r["key"]) for _, r in batch],
-                    "scale": [str(r["scale"]) for _, r in batch],
-                }
-            )
-            values = pd.DataFrame(np.stack([r["values"] for _, r in batch]), columns=names)
-            out.write(pd.concat([head, values], axis=1))
-
-        failures, _ = run_clips(extract_file, tasks, params, write_batch, "essentia", "essentia", cache)
+    with ClipStores(params, [StoreSpec(ESSENTIA_STORE, music_schema(names), meta)]) as out:
+        rows = functools.partial(tabulate, names=names)
+        failures, _ = out.run(extract_file, tasks, rows, "essentia", "essentia", cache)
         write_errors(failures, manifest, ESSENTIA_ERRORS, {**meta, "store": "essentia_errors"})
         check_error_budget(len(failures), len(tasks), params.essentia.max_error_fraction, failures, "essentia_features")
     state = "" if config.enabled else " (essentia.enabled is false: empty store)"

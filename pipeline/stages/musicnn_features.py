@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 
 import numpy as np
@@ -16,8 +17,8 @@ from pipeline.features.musicnn import SR, MusicnnConfig, extract_musicnn, musicn
 from pipeline.features.musicnn_net import load_musicnn
 from pipeline.params import Params
 from pipeline.stages import MANIFEST, MUSICNN_ERRORS, MUSICNN_STORE
-from pipeline.stages.clips import analysis_window, make_cache, manifest_tasks, run_clips, write_errors
-from pipeline.store import StoreWriter, musicnn_schema, store_metadata
+from pipeline.stages.clips import ClipStores, StoreSpec, analysis_window, make_cache, manifest_tasks, write_errors
+from pipeline.store import musicnn_schema, store_metadata
 
 LIBRARIES = ("torch", "librosa", "soundfile", "soxr")
 
@@ -31,6 +32,13 @@ def extract_file(path: str, config: MusicnnConfig, offset_s: float, window_s: fl
         return extract_musicnn(y, load_musicnn(config.model), config.batch_patches)
     finally:
         torch.set_num_threads(threads)
+
+
+def tabulate(batch: list[tuple[str, dict]], names: list[str]) -> tuple[list[pd.DataFrame], dict]:
+    """Rows of the musicnn store for a batch."""
+    head = pd.DataFrame({"clip_id": [cid for cid, _ in batch], "n_patches": [int(r["n_patches"]) for _, r in batch]})
+    matrix = np.stack([np.concatenate([r["pooled"], r["penultimate"], r["tags"]]) for _, r in batch])
+    return [pd.concat([head, pd.DataFrame(matrix, columns=names)], axis=1)], {}
 
 
 def run(params: Params) -> None:
@@ -67,16 +75,9 @@ def run(params: Params) -> None:
     )
     modules = [musicnn, musicnn_net, tf_checkpoint, audio_io, sys.modules[__name__]]
     cache = make_cache(params, "musicnn", settings, modules, LIBRARIES)
-    with StoreWriter(MUSICNN_STORE, musicnn_schema(names), meta) as out:
-
-        def write_batch(batch: list[tuple[str, dict]]) -> None:
-            head = pd.DataFrame(
-                {"clip_id": [cid for cid, _ in batch], "n_patches": [int(r["n_patches"]) for _, r in batch]}
-            )
-            matrix = np.stack([np.concatenate([r["pooled"], r["penultimate"], r["tags"]]) for _, r in batch])
-            out.write(pd.concat([head, pd.DataFrame(matrix, columns=names)], axis=1))
-
-        failures, n_cached = run_clips(extract_file, tasks, params, write_batch, "musicnn", "musicnn", cache)
+    with ClipStores(params, [StoreSpec(MUSICNN_STORE, musicnn_schema(names), meta)]) as out:
+        rows = functools.partial(tabulate, names=names)
+        failures, n_cached = out.run(extract_file, tasks, rows, "musicnn", "musicnn", cache)
         write_errors(failures, manifest, MUSICNN_ERRORS, {**meta, "store": "musicnn_errors"})
         check_error_budget(len(failures), len(tasks), params.musicnn.max_error_fraction, failures, "musicnn_features")
     state = "" if params.musicnn.enabled else " (musicnn.enabled is false: empty store)"

@@ -19,8 +19,8 @@ from pipeline.features.text import (
 )
 from pipeline.params import Params
 from pipeline.stages import MANIFEST, TEXT_STORE
-from pipeline.stages.clips import make_cache
-from pipeline.store import read_store, store_metadata, text_schema, write_store
+from pipeline.stages.clips import make_cache, write_feature_store
+from pipeline.store import read_store, store_metadata, text_schema
 
 LIBRARIES = ("sentence-transformers", "transformers", "tokenizers", "torch")
 
@@ -37,7 +37,7 @@ def run(params: Params) -> None:
         clean_text(t, config.strip_timestamps, config.strip_sections, config.lowercase) for t in manifest["text"]
     ]
     if not any(cleaned):  # an audio-only corpus: nothing to embed, no model to load
-        write_without_text(manifest["clip_id"], config)
+        write_without_text(params, manifest["clip_id"], config)
         return
     model_id, encoder = load_encoder(config.model, config.device)
     embedder = ChunkEmbedder(encoder)
@@ -88,7 +88,7 @@ def run(params: Params) -> None:
         normalized=True,
         n_without_text=int((~df["has_text"]).sum()),
     )
-    write_store(df, TEXT_STORE, text_schema(dim), meta)
+    write_feature_store(params, df, TEXT_STORE, text_schema(dim), meta)
     print(
         f"text_features: {len(df)} clips ({meta['n_without_text']} without text) x {dim} dims ({model_id}); "
         f"{len(unique)} distinct texts: {len(todo)} embedded, {len(unique) - len(todo)} from cache; "
@@ -96,7 +96,7 @@ def run(params: Params) -> None:
     )
 
 
-def write_without_text(clip_ids: pd.Series, config) -> None:
+def write_without_text(params: Params, clip_ids: pd.Series, config) -> None:
     """The store of a corpus where no clip has text: every embedding null, the encoder never loaded.
 
     The embedding column keeps a placeholder width of 1 (Arrow needs a positive fixed
@@ -115,5 +115,5 @@ def write_without_text(clip_ids: pd.Series, config) -> None:
     meta = store_metadata(
         "text", dataclasses.asdict(config), LIBRARIES, MANIFEST, model_id=None, embedding_dim=None, n_without_text=n
     )
-    write_store(df, TEXT_STORE, text_schema(1), meta)
+    write_feature_store(params, df, TEXT_STORE, text_schema(1), meta)
     print(f"text_features: {n} clips, none with text (an audio-only corpus): no model loaded -> {TEXT_STORE}")

@@ -210,7 +210,9 @@ def run(params: Params, model: str, fusion: str, audio_sets: list[str] | None = 
     tfidf_dim = text.tfidf_dim if text.representation == "tfidf" else None
     started = time.perf_counter()
     probabilities, per_fold = cross_validate(
-        lambda: make_learner(model, fusion, params.train, params.seed, tfidf_dim, ev.val_fraction),
+        lambda: make_learner(
+            model, fusion, params.train, params.seed, tfidf_dim, ev.val_fraction, params.executor.dask()
+        ),
         blocks,
         y,
         splits,
