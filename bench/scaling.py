@@ -1,13 +1,13 @@
 """Executor scaling: clips/s of the audio stage's work on local processes and on Dask, in one run.
 
-Generates N music-like clips (default 120 of 10 s, 44.1 kHz stereo WAV) and runs what the
+Generates N music-like clips (default 256 of 10 s, 44.1 kHz stereo WAV) and runs what the
 audio stage runs — decode + ``extract_clip`` per clip, then both stores (descriptors and
 the log-mel tensors) written — with: local joblib processes, 1 and 2 workers (the
 baseline is local with 1 worker, single-file stores), and a Dask ``LocalCluster`` of 1
 and 2 single-threaded worker processes (cluster start-up excluded: a warm-up pass runs
 first on the same cluster). Each executor runs twice: single-file stores (rows come back
 to this process, which writes them) and partitioned stores (each worker writes its own
-part files; only clip ids and errors come back). Prints clips/s and ratios against the
+part files, 64 clips a part; only clip ids and errors come back). Prints clips/s and ratios against the
 baseline; JSON with ``--json``.
 """
 
@@ -35,6 +35,7 @@ from pipeline.stages.clips import ClipStores, StoreSpec  # noqa: E402
 from pipeline.store import audio_schema, melspec_schema  # noqa: E402
 
 CONFIG = AudioFeatureConfig()
+ROWS_PER_PART = 64  # 4 parts of the default 256 clips: two per worker
 
 
 def make_tasks(folder: Path, n: int, seconds: float) -> list[ClipTask]:
@@ -49,7 +50,7 @@ def run_stage(tasks: list[ClipTask], out: Path, executor: ExecutorParams, partit
         StoreSpec(out / "audio.parquet", audio_schema(names), {}),
         StoreSpec(out / "melspec.parquet", melspec_schema(CONFIG.melspec_n_mels, CONFIG.melspec_frames), {}),
     ]
-    params = Params(executor=executor, store=StoreParams(partitioned=partitioned, rows_per_part=16))
+    params = Params(executor=executor, store=StoreParams(partitioned=partitioned, rows_per_part=ROWS_PER_PART))
     with ClipStores(params, stores) as stage:
         failures, _ = stage.run(extract_file, tasks, functools.partial(tabulate, names=names), "features", "x", None)
     assert not failures and stage.rows == len(tasks)
@@ -57,7 +58,7 @@ def run_stage(tasks: list[ClipTask], out: Path, executor: ExecutorParams, partit
 
 def clips_per_s(tasks: list[ClipTask], out: Path, executor: ExecutorParams, partitioned: bool) -> float:
     workers = executor.workers if executor.kind == "dask" else executor.n_jobs
-    run_stage(tasks[: 2 * workers], out, executor, partitioned)  # warm-up
+    run_stage(tasks[: 4 * workers], out, executor, False)  # warm-up: one clip a task reaches every worker
     start = time.perf_counter()
     run_stage(tasks, out, executor, partitioned)
     return len(tasks) / (time.perf_counter() - start)
@@ -65,7 +66,7 @@ def clips_per_s(tasks: list[ClipTask], out: Path, executor: ExecutorParams, part
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=120, help="clips (default 120)")
+    parser.add_argument("--clips", type=int, default=256, help="clips (default 256)")
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10 s)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()

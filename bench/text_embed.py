@@ -8,10 +8,11 @@ timestamps and section markers), then measures in one run:
 (b) mmer's ``embed_texts`` on the cleaned lyrics: every window of every song, in
     length-sorted batches, pooled per song;
 (c) an unoptimised reference of the same chunk-and-pool definition (fp32, one text at
-    a time, one window at a time), to check that (b) computes the same vectors.
+    a time, one window at a time), to check that (b) computes the same vectors;
+(d) (b) with ``text.dtype: bfloat16`` (weights and activations in bf16).
 
-Prints a table and writes JSON with ``--json PATH``: songs_per_s for (a) and (b),
-speedup_vs_plain, words and windows per song, and min_cosine of (b) against (c).
+Prints a table and writes JSON with ``--json PATH``: songs_per_s for (a), (b) and (d),
+speedup_vs_plain, words and windows per song, and min_cosine of (b) and (d) against (c).
 """
 
 from __future__ import annotations
@@ -95,6 +96,11 @@ def main() -> None:
     ours, n_tokens, n_chunks = embed_texts(embedder, texts, overlap=args.overlap)
     t_mmer = time.perf_counter() - start
     reference = np.stack([reference_embedding(embedder, t, args.overlap) for t in texts])
+    bf16 = ChunkEmbedder(load_encoder("default", dtype="bfloat16")[1])
+    embed_texts(bf16, texts[:4])  # warm-up
+    start = time.perf_counter()
+    ours_bf16, _, _ = embed_texts(bf16, texts, overlap=args.overlap)
+    t_bf16 = time.perf_counter() - start
 
     result = {
         "songs": args.songs,
@@ -106,6 +112,10 @@ def main() -> None:
         "songs_per_s": args.songs / t_mmer,
         "speedup_vs_plain": t_plain / t_mmer,
         "min_cosine": float(np.min(np.sum(ours * reference, axis=1))),
+        "bfloat16_songs_per_s": args.songs / t_bf16,
+        "bfloat16_speedup_vs_plain": t_plain / t_bf16,
+        "bfloat16_speedup_vs_float32": t_mmer / t_bf16,
+        "bfloat16_min_cosine": float(np.min(np.sum(ours_bf16 * reference, axis=1))),
     }
     emit(result, args.json)
 

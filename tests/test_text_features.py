@@ -103,6 +103,23 @@ def test_long_text_uses_every_window_and_matches_the_reference(embedder):
     assert float(ours[0] @ truncated) < 0.999  # the tail of the song changes the vector
 
 
+def test_bfloat16_embeddings_stay_within_cosine_0_999_of_float32(embedder):
+    from pipeline.features.text import TextConfig
+
+    rng = np.random.default_rng(1)
+    words = ["love", "rain", "night", "dance", "broken", "sun", "corazón", "夢"]
+    texts = ["\n".join(" ".join(rng.choice(words, 7)) for _ in range(n)) for n in (3, 40, 120)]
+    fp32, _, _ = embed_texts(embedder, texts)
+    bf16_embedder = ChunkEmbedder(load_encoder("default", dtype="bfloat16")[1])
+    assert next(bf16_embedder.encoder.parameters()).dtype.is_floating_point
+    assert str(next(bf16_embedder.encoder.parameters()).dtype) == "torch.bfloat16"
+    bf16, _, n_chunks = embed_texts(bf16_embedder, texts)
+    assert bf16.dtype == np.float32 and n_chunks[-1] >= 3
+    assert np.min(np.sum(fp32 * bf16, axis=1)) > 0.999
+    with pytest.raises(ValueError, match="text.dtype must be one of"):
+        TextConfig(dtype="int4")
+
+
 @pytest.mark.parametrize(
     "lyric",
     [

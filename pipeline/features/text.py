@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 DEFAULT_MODEL = "default"
+DTYPES = ("float32", "bfloat16")
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 _TIMESTAMP = re.compile(r"[\[<]\d{1,3}:\d{2}(?:[.:]\d{1,3})?[\]>]")  # [01:23.45], [01:23], <01:23.45>
@@ -53,7 +54,9 @@ class TextConfig:
     tag lines (``[ar: Artist]``). strip_sections: drop lines that only name a section
     (``[Chorus]``, ``(Verse 2)``, ``Bridge:``). lowercase: off by default (the default
     model is uncased anyway). overlap: tokens shared by consecutive windows.
-    pooling: ``mean`` (token-count-weighted) or ``max``.
+    pooling: ``mean`` (token-count-weighted) or ``max``. dtype: the weights' and
+    activations' precision, ``float32`` or ``bfloat16`` (about 1.8x faster on CPUs with
+    native bf16, AVX512-BF16 or AMX; much slower without).
     """
 
     model: str = DEFAULT_MODEL
@@ -64,8 +67,11 @@ class TextConfig:
     pooling: str = "mean"
     batch_size: int = 32
     device: str = "cpu"
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"text.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
         if self.pooling not in ("mean", "max"):
             raise ValueError(f"text.pooling must be 'mean' or 'max', got {self.pooling!r}")
         if self.overlap < 0:
@@ -161,19 +167,24 @@ def resolve_model(name: str) -> tuple[str, str]:
     return name, name
 
 
-def load_encoder(name: str, device: str = "cpu"):
-    """Load a SentenceTransformer offline (set HF_HUB_OFFLINE=0 to allow downloads)."""
+def load_encoder(name: str, device: str = "cpu", dtype: str = "float32"):
+    """Load a SentenceTransformer offline (set HF_HUB_OFFLINE=0 to allow downloads), in ``dtype``."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
     model_id, location = resolve_model(name)
     try:
-        return model_id, SentenceTransformer(location, device=device)
+        encoder = SentenceTransformer(location, device=device)
     except OSError as exc:
         raise RuntimeError(
             f"text.model {name!r}: cannot load it offline ({exc}). Name a local folder, "
             "or set HF_HUB_OFFLINE=0 to let sentence-transformers download it"
         ) from exc
+    if dtype != "float32":
+        import torch
+
+        encoder.to(getattr(torch, dtype))
+    return model_id, encoder
 
 
 class ChunkEmbedder:

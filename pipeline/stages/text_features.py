@@ -39,7 +39,7 @@ def run(params: Params) -> None:
     if not any(cleaned):  # an audio-only corpus: nothing to embed, no model to load
         write_without_text(params, manifest["clip_id"], config)
         return
-    model_id, encoder = load_encoder(config.model, config.device)
+    model_id, encoder = load_encoder(config.model, config.device, config.dtype)
     embedder = ChunkEmbedder(encoder)
     dim = encoder.get_embedding_dimension()
     settings = {
@@ -48,6 +48,7 @@ def run(params: Params) -> None:
         "window": embedder.window,
         "overlap": config.overlap,
         "pooling": config.pooling,
+        "dtype": config.dtype,
     }
     cache = make_cache(params, "text", settings, [text_module, sys.modules[__name__]], LIBRARIES)
 
