@@ -12,6 +12,7 @@ configuration fingerprint were seen before is loaded instead of recomputed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import os
@@ -31,6 +32,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from pipeline.sources import open_source, source_state
+from pipeline.store import MAX_PARTS, MAX_ROWS_PER_PART, part_name
 
 
 @dataclass(frozen=True)
@@ -187,8 +189,13 @@ class PartSink(Protocol):
 class Partition:
     """Clips whose results are written together as one part file named ``name``."""
 
-    name: str
+    index: int
     tasks: tuple[ClipTask, ...]
+    sub: int | None = None  # a clip of a part rerun one clip per part
+
+    @property
+    def name(self) -> str:
+        return part_name(self.index, self.sub)
 
 
 def _run_partition(
@@ -325,7 +332,7 @@ def _dask_partitions(
         def split(args: tuple, exc: Exception) -> tuple[list, dict]:
             part = args[1]
             sink.discard(part.name)  # in case it was written just before its worker died
-            singles = [Partition(f"{part.name}-{i:04d}", (task,)) for i, task in enumerate(part.tasks)]
+            singles = [Partition(part.index, (task,), i) for i, task in enumerate(part.tasks)]
             calls = ((f"{stage}-{p.tasks[0].clip_id}", (fn, p, stage, cache, sink, True)) for p in singles)
 
             def killed(single_args: tuple, single_exc: Exception) -> tuple[list, dict]:
@@ -342,6 +349,25 @@ def _dask_partitions(
         yield from _dask_ordered(client, calls, _run_partition, split)
 
 
+def _mapped(
+    job: Callable, items: Sequence, n_jobs: int, on_dask: Callable[[], Iterator] | None, pre_dispatch: str
+) -> Iterator:
+    """``job(item)`` for every item, in input order: on Dask (``on_dask()``), in this process
+    (one worker), or in joblib worker processes — each with one BLAS/OpenMP thread."""
+    workers = resolve_n_jobs(n_jobs)
+    if on_dask is not None and items:
+        yield from on_dask()
+        return
+    if workers == 1:
+        with threadpool_limits(1):
+            yield from (job(item) for item in items)
+        return
+    with parallel_config(backend="loky", inner_max_num_threads=1):
+        parallel = Parallel(n_jobs=workers, return_as="generator", pre_dispatch=pre_dispatch)
+        with contextlib.closing(parallel(delayed(job)(item) for item in items)) as results:
+            yield from results
+
+
 def iter_clips(
     fn: Callable,
     tasks: Sequence[ClipTask],
@@ -355,27 +381,11 @@ def iter_clips(
 
     With ``dask``, the same tasks run on a Dask cluster instead of local processes.
     """
-    workers = resolve_n_jobs(n_jobs)
-    if dask is not None and tasks:
-        context = contextlib.nullcontext()
-
-        def outcomes() -> Iterator[tuple[str, Any, bool]]:
-            return _dask_outcomes(fn, tasks, stage, cache, dask)
-    elif workers == 1:  # in-process, with the same one-thread-per-worker rule
-        context = threadpool_limits(1)
-
-        def outcomes() -> Iterator[tuple[str, Any, bool]]:
-            return (_run_task(fn, task, stage, cache) for task in tasks)
-    else:
-        context = parallel_config(backend="loky", inner_max_num_threads=1)
-
-        def outcomes() -> Iterator[tuple[str, Any, bool]]:  # called inside the context
-            parallel = Parallel(n_jobs=workers, return_as="generator", pre_dispatch="4*n_jobs")
-            return parallel(delayed(_run_task)(fn, task, stage, cache) for task in tasks)
-
-    with context, tqdm(total=len(tasks), desc=desc, unit="clip", disable=None, smoothing=0.1) as progress:
-        with contextlib.closing(outcomes()) as results:  # an early exit shuts a Dask cluster down at once
-            for outcome in results:
+    on_dask = None if dask is None else functools.partial(_dask_outcomes, fn, tasks, stage, cache, dask)
+    job = functools.partial(_run_task, fn, stage=stage, cache=cache)
+    with tqdm(total=len(tasks), desc=desc, unit="clip", disable=None, smoothing=0.1) as progress:
+        with contextlib.closing(_mapped(job, tasks, n_jobs, on_dask, "4*n_jobs")) as results:
+            for outcome in results:  # an early exit (closing) shuts a Dask cluster down at once
                 progress.update(1)
                 yield outcome
 
@@ -402,9 +412,11 @@ def map_clips(
 
 def partitions(tasks: Sequence[ClipTask], size: int) -> list[Partition]:
     """Consecutive tasks, ``size`` at a time, named ``part-00000``, ``part-00001``, ... (input order)."""
-    if size < 1:
-        raise ValueError(f"partition size must be >= 1, got {size}")
-    return [Partition(f"part-{i // size:05d}", tuple(tasks[i : i + size])) for i in range(0, len(tasks), size)]
+    if not 1 <= size <= MAX_ROWS_PER_PART:
+        raise ValueError(f"partition size must be in [1, {MAX_ROWS_PER_PART}], got {size}")
+    if -(-len(tasks) // size) > MAX_PARTS:
+        raise ValueError(f"{len(tasks)} clips in parts of {size} exceed {MAX_PARTS} parts; raise store.rows_per_part")
+    return [Partition(i // size, tuple(tasks[i : i + size])) for i in range(0, len(tasks), size)]
 
 
 def iter_partitions(
@@ -423,27 +435,11 @@ def iter_partitions(
     feature rows never travel back to this process. Same processes, thread limits,
     error capture and cache as :func:`iter_clips`; the progress bar counts clips.
     """
-    workers = resolve_n_jobs(n_jobs)
-    if dask is not None and parts:
-        context = contextlib.nullcontext()
-
-        def outcomes() -> Iterator[tuple[list, dict]]:
-            return _dask_partitions(fn, parts, stage, cache, sink, dask)
-    elif workers == 1:
-        context = threadpool_limits(1)
-
-        def outcomes() -> Iterator[tuple[list, dict]]:
-            return (_run_partition(fn, part, stage, cache, sink) for part in parts)
-    else:
-        context = parallel_config(backend="loky", inner_max_num_threads=1)
-
-        def outcomes() -> Iterator[tuple[list, dict]]:
-            parallel = Parallel(n_jobs=workers, return_as="generator", pre_dispatch="2*n_jobs")
-            return parallel(delayed(_run_partition)(fn, part, stage, cache, sink) for part in parts)
-
+    on_dask = None if dask is None else functools.partial(_dask_partitions, fn, parts, stage, cache, sink, dask)
+    job = functools.partial(_run_partition, fn, stage=stage, cache=cache, sink=sink)
     total = sum(len(part.tasks) for part in parts)
-    with context, tqdm(total=total, desc=desc, unit="clip", disable=None, smoothing=0.1) as progress:
-        with contextlib.closing(outcomes()) as results:
+    with tqdm(total=total, desc=desc, unit="clip", disable=None, smoothing=0.1) as progress:
+        with contextlib.closing(_mapped(job, parts, n_jobs, on_dask, "2*n_jobs")) as results:
             for part_outcomes, summary in results:
                 progress.update(len(part_outcomes))
                 yield part_outcomes, summary

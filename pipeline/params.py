@@ -227,8 +227,9 @@ class LGBMParams:
     """LightGBM classifier settings (passed to ``lightgbm.LGBMClassifier``).
 
     distributed: train each booster data-parallel with ``lightgbm.dask`` on the
-    executor's cluster (needs ``executor.kind: dask``); the trees differ from a local
-    fit's, which is why it is a training parameter.
+    executor's cluster (needs ``executor.kind: dask``), the rows in ``n_partitions``
+    stratified parts on as many workers; the trees differ from a local fit's and depend
+    on ``n_partitions``, which is why both are training parameters.
     """
 
     n_estimators: int = 300
@@ -238,6 +239,7 @@ class LGBMParams:
     subsample: float = 0.8
     colsample_bytree: float = 0.5
     distributed: bool = False
+    n_partitions: int = 2
 
 
 @dataclass(frozen=True)
@@ -419,8 +421,16 @@ def validate(params: Params) -> None:
         )
     if params.train.lgbm.distributed and ex.kind != "dask":
         raise ParamsError("params: train.lgbm.distributed needs executor.kind: dask (the cluster to train on)")
-    if params.store.rows_per_part < 1:
-        raise ParamsError(f"params: store.rows_per_part must be >= 1, got {params.store.rows_per_part}")
+    lgbm = params.train.lgbm
+    if lgbm.distributed and ex.address == "local-cluster" and ex.workers < lgbm.n_partitions:
+        raise ParamsError(
+            f"params: train.lgbm.n_partitions {lgbm.n_partitions} needs as many workers; "
+            f"executor.workers is {ex.workers}"
+        )
+    if lgbm.n_partitions < 1:
+        raise ParamsError(f"params: train.lgbm.n_partitions must be >= 1, got {lgbm.n_partitions}")
+    if not 1 <= params.store.rows_per_part <= 1_000_000:
+        raise ParamsError(f"params: store.rows_per_part must be in [1, 1000000], got {params.store.rows_per_part}")
     for section in ("audio", "essentia", "musicnn"):
         if not 0 <= getattr(params, section).max_error_fraction <= 1:
             raise ParamsError(f"params: {section}.max_error_fraction must be in [0, 1]")

@@ -45,13 +45,21 @@ def open_source(path: str | Path) -> BinaryIO:
 
 
 def source_state(path: str | Path) -> tuple:
-    """What changes when the file is rewritten: size and modification time (or the object's ETag)."""
+    """What changes when the file is rewritten: size and modification time; for a URL its
+    filesystem's ``ukey`` (the ETag on S3, a hash of the object's info elsewhere)."""
     if not is_url(path):
         stat = os.stat(path)
         return stat.st_size, stat.st_mtime_ns
     fs, inner = _filesystem(str(path))
-    info = fs.info(inner)
-    return info.get("size"), str(info.get("mtime") or info.get("LastModified") or info.get("ETag") or "")
+    return (fs.ukey(inner),)
+
+
+def sources_exist(paths: list[str]) -> list[bool]:
+    """:func:`source_exists` for many paths; URLs are checked 16 at a time (one round trip each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(source_exists, paths))
 
 
 def source_exists(path: str | Path) -> bool:

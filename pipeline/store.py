@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -128,19 +129,22 @@ class DiskFullError(RuntimeError):
 
 
 @contextmanager
-def atomic_path(path: str | Path):
+def atomic_path(path: str | Path, replace_folder: bool = False, make_parent: bool = True):
     """Yield a temp path beside ``path``; rename it onto ``path`` only on success.
 
     A successful write also removes temp files of ``path`` left behind by a killed run.
+    ``replace_folder`` lets the file replace a folder at ``path`` (a partitioned store
+    becoming a single file); ``make_parent`` false requires the folder to exist.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_parent:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
-        move_into_place(Path(tmp), path)
+        move_into_place(Path(tmp), path, replace_folder)
     except OSError as exc:
         _raise_disk_full(exc, path)
         raise
@@ -165,6 +169,11 @@ def _raise_disk_full(exc: OSError, path: Path) -> None:
         raise DiskFullError(f"{path}: no space left on the device while writing; {kept}. Free space and rerun") from exc
 
 
+def with_store_metadata(schema: pa.Schema, meta: dict[str, Any]) -> pa.Schema:
+    """``schema`` carrying the store's metadata document under the ``mmer`` key."""
+    return schema.with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True, default=str)})
+
+
 class StoreWriter:
     """Stream row groups into a store; the file appears (atomically) only on success.
 
@@ -175,11 +184,11 @@ class StoreWriter:
 
     def __init__(self, path: str | Path, schema: pa.Schema, meta: dict[str, Any]):
         self.path = Path(path)
-        self.schema = schema.with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True, default=str)})
+        self.schema = with_store_metadata(schema, meta)
         self.rows = 0
 
     def __enter__(self) -> StoreWriter:
-        self._atomic = atomic_path(self.path)
+        self._atomic = atomic_path(self.path, replace_folder=True)  # a store may change layout
         tmp = self._atomic.__enter__()
         self._writer = pq.ParquetWriter(tmp, self.schema)
         return self
@@ -229,11 +238,23 @@ class PartFolder:
     folder: str
     schema: pa.Schema
 
-    def write(self, df: pd.DataFrame, name: str) -> None:
-        """Write ``df`` as ``<folder>/<name>.parquet``."""
-        path = Path(self.folder) / f"{name}.parquet"
-        with atomic_path(path) as tmp:
+    def write(self, df: pd.DataFrame, name: str) -> int:
+        """Write ``df`` as ``<folder>/<name>.parquet``; return its row count.
+
+        The folder is never created here: a worker that cannot see it (no shared
+        filesystem, or the run was cleaned up meanwhile) raises instead of writing parts
+        nobody will read.
+        """
+        folder = Path(self.folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"{folder}: the temp folder of a partitioned store is not visible on {socket.gethostname()}; "
+                "workers must share the client's features/ folder (or set store.partitioned: false)"
+            )
+        path = folder / f"{name}.parquet"
+        with atomic_path(path, make_parent=False) as tmp:
             pq.write_table(table_of(df, self.schema, path), tmp, row_group_size=ROW_GROUP_SIZE)
+        return len(df)
 
     def discard(self, name: str) -> None:
         """Remove part ``name`` if it exists (before its rows are written again in smaller parts)."""
@@ -253,7 +274,8 @@ class DatasetWriter:
 
     def __init__(self, path: str | Path, schema: pa.Schema, meta: dict[str, Any]):
         self.path = Path(path).absolute()  # workers keep their own working directory
-        self.schema = schema.with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True, default=str)})
+        self.schema = with_store_metadata(schema, meta)
+        self.expected_rows: int | None = None  # set by the caller: checked against the parts before the swap
 
     def __enter__(self) -> DatasetWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,8 +289,16 @@ class DatasetWriter:
         try:
             if exc_type is None:
                 os.chmod(folder, 0o777 & ~_UMASK)
-                if not any(folder.glob(PART_PATTERN)):  # no rows: one empty part keeps the schema readable
-                    self.parts.write(pd.DataFrame({name: [] for name in self.schema.names}), "part-00000")
+                parts = sorted(folder.glob(PART_PATTERN))
+                rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+                if self.expected_rows is not None and rows != self.expected_rows:
+                    raise RuntimeError(
+                        f"{self.path}: the part files hold {rows} rows, {self.expected_rows} clips were computed; "
+                        "parts were lost (a worker wrote elsewhere, or another run removed them). Nothing was "
+                        "replaced; rerun the stage"
+                    )
+                if not parts:  # no rows: one empty part keeps the schema readable
+                    self.parts.write(pd.DataFrame({name: [] for name in self.schema.names}), part_name(0))
                 pq.write_metadata(self.schema, folder / COMMON_METADATA)
                 move_into_place(folder, self.path)
         except OSError as exc:
@@ -278,23 +308,39 @@ class DatasetWriter:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def move_into_place(source: Path, path: Path) -> None:
+def move_into_place(source: Path, path: Path, replace_folder: bool = True) -> None:
     """Rename ``source`` (a file or a folder) onto ``path``, replacing the file or folder there.
 
     A file replaces a file atomically. A folder on either side cannot be swapped in one
-    rename: the old one is renamed aside first and removed after, so ``path`` holds one
-    whole store or, for that instant, none.
+    rename: the old store is renamed aside first and removed after (put back if the
+    second rename fails), so ``path`` holds one whole store or, for that instant, none.
+    A file replaces a folder only with ``replace_folder``.
     """
-    old = None
-    if path.is_dir() and not path.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-        os.replace(path, old / path.name)
-    elif source.is_dir() and (path.exists() or path.is_symlink()):
-        path.unlink()
-    os.replace(source, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    if path.is_dir() and not path.is_symlink() and not replace_folder:
+        raise IsADirectoryError(f"{path}: a folder is in the way of the file being written; remove it and rerun")
+    aside = None
+    if (path.is_dir() and not path.is_symlink()) or (source.is_dir() and (path.exists() or path.is_symlink())):
+        aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)) / path.name
+        os.replace(path, aside)
+    try:
+        os.replace(source, path)
+    except BaseException:
+        if aside is not None:
+            os.replace(aside, path)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside.parent, ignore_errors=True)
     remove_stale_temps(path)
+
+
+MAX_PARTS = 100_000
+MAX_ROWS_PER_PART = 1_000_000
+
+
+def part_name(index: int, sub: int | None = None) -> str:
+    """``part-00012``, or ``part-00012-000003`` for a part rerun one clip per part: names sort in
+    row order for up to ``MAX_PARTS`` parts of up to ``MAX_ROWS_PER_PART`` clips."""
+    return f"part-{index:05d}" if sub is None else f"part-{index:05d}-{sub:06d}"
 
 
 def store_files(path: str | Path) -> Path | list[str]:

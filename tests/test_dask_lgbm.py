@@ -23,6 +23,15 @@ def restored_environment():
     os.environ.update(saved)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def closed_clusters():
+    """The LocalClusters training started must not outlive these tests (2 cores)."""
+    from pipeline.models.dask_lgbm import close_clients
+
+    yield
+    close_clients()
+
+
 def test_stratified_parts_hold_every_class_and_every_row_once():
     y = np.array([0] * 7 + [1] * 3 + [2] * 5)
     parts = stratified_parts(y, 2)
@@ -50,9 +59,9 @@ def test_a_fusion_learner_trains_on_the_cluster_and_predicts_here(tmp_path):
 
     blocks, y = two_modalities()
     train, test = slice(0, 180), slice(180, None)
-    estimator = DaskLGBMClassifier("local-cluster", 2, "balanced", SETTINGS)
+    estimator = DaskLGBMClassifier("local-cluster", 2, 2, "balanced", SETTINGS)
     learner = ClassicalFusionClassifier(estimator, "concat").fit({m: b[train] for m, b in blocks.items()}, y[train])
-    assert learner.estimator_.n_parts_ == 2  # the rows really went to two workers
+    assert len(set(learner.estimator_.part_workers_)) == 2  # one part on each of two workers
     proba = learner.predict_proba({m: b[test] for m, b in blocks.items()})
     assert proba.shape == (60, 4) and np.allclose(proba.sum(axis=1), 1)
     accuracy = np.mean(learner.classes_[proba.argmax(axis=1)] == y[test])
@@ -60,11 +69,21 @@ def test_a_fusion_learner_trains_on_the_cluster_and_predicts_here(tmp_path):
     learner.save(tmp_path / "model")
     again = load_learner(tmp_path / "model")
     np.testing.assert_allclose(again.predict_proba({m: b[test] for m, b in blocks.items()}), proba, rtol=1e-6)
+    refit = ClassicalFusionClassifier(estimator, "concat").fit({m: b[train] for m, b in blocks.items()}, y[train])
+
+    def trees(fitted) -> str:  # the model text up to its parameters (which name the random ports used)
+        return fitted.estimator_.booster_.model_to_string().split("\nparameters:")[0]
+
+    assert trees(refit) == trees(learner)  # same rows on the same workers: the same trees
 
 
-def test_distributed_lightgbm_needs_a_dask_executor(project):
+def test_distributed_lightgbm_needs_a_dask_executor_with_enough_workers(project):
     write_params(project, {"train": {"lgbm": {"distributed": True}}})
     with pytest.raises(ParamsError, match="train.lgbm.distributed needs executor.kind: dask"):
+        load_params()
+    lgbm = {"distributed": True, "n_partitions": 3}
+    write_params(project, {"executor": {"kind": "dask", "workers": 2}, "train": {"lgbm": lgbm}})
+    with pytest.raises(ParamsError, match="n_partitions 3 needs as many workers; executor.workers is 2"):
         load_params()
 
 

@@ -30,13 +30,16 @@ from pipeline.stages.clips import TableSink
 from pipeline.store import (
     COMMON_METADATA,
     DatasetWriter,
+    PartFolder,
     audio_schema,
     melspec_schema,
+    part_name,
     read_matrix,
     read_metadata,
     read_store,
     read_tensor,
     write_store,
+    write_text,
 )
 from tests.conftest import write_params
 from tests.test_dask import CONFIG, crash_on_broken, restored_environment, slow_extract, write_clips  # noqa: F401
@@ -103,6 +106,29 @@ def test_an_empty_dataset_keeps_its_schema(tmp_path):
     assert list(empty.columns) == ["clip_id", "x"] and len(empty) == 0
 
 
+def test_lost_parts_are_an_error_and_nothing_is_replaced(tmp_path):
+    path = tmp_path / "store.parquet"
+    write_store(frame(["old"]), path, SCHEMA, {})
+    with pytest.raises(RuntimeError, match="the part files hold 2 rows, 3 clips were computed"):
+        with DatasetWriter(path, SCHEMA, {}) as writer:
+            writer.parts.write(frame(["a", "b"]), "part-00000")
+            writer.expected_rows = 3
+    assert read_store(path)["clip_id"].tolist() == ["old"]
+
+
+def test_a_worker_that_cannot_see_the_folder_refuses_to_write(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not visible on .*workers must share the client's features/ folder"):
+        PartFolder(str(tmp_path / "elsewhere"), SCHEMA).write(frame(["a"]), "part-00000")
+    assert not (tmp_path / "elsewhere").exists()  # not created behind the client's back
+
+
+def test_only_stores_replace_a_folder(tmp_path):
+    (tmp_path / "report.json").mkdir()
+    with pytest.raises(IsADirectoryError, match="a folder is in the way"):
+        write_text("{}", tmp_path / "report.json")
+    assert (tmp_path / "report.json").is_dir()
+
+
 def test_a_folder_without_parts_is_not_a_store(tmp_path):
     (tmp_path / "store.parquet").mkdir()
     with pytest.raises(FileNotFoundError, match="without part-\\*.parquet files"):
@@ -150,11 +176,15 @@ def test_partitions_use_the_cache(tmp_path):
 
 
 def test_partition_names_sort_in_input_order():
-    tasks = [f"t{i}" for i in range(2001)]
-    names = [p.name for p in partitions(tasks, 1000)]
-    assert names == ["part-00000", "part-00001", "part-00002"] and sorted(names) == names
-    with pytest.raises(ValueError, match=">= 1"):
-        partitions(tasks, 0)
+    names = [p.name for p in partitions(list(range(99_999)), 1)]
+    assert names[:2] == ["part-00000", "part-00001"] and names[-1] == "part-99998" and sorted(names) == names
+    rerun = [part_name(2, 0), part_name(2, 10), part_name(2, 999_999)]  # part 2 rerun one clip per part
+    order = [part_name(1), *rerun, part_name(3), part_name(10)]
+    assert sorted(f"{n}.parquet" for n in order) == [f"{n}.parquet" for n in order]
+    with pytest.raises(ValueError, match="exceed 100000 parts; raise store.rows_per_part"):
+        partitions(list(range(100_001)), 1)
+    with pytest.raises(ValueError, match="in \\[1, 1000000\\]"):
+        partitions([1], 0)
 
 
 def partitioned_params(project, **overrides) -> object:
@@ -165,21 +195,26 @@ def partitioned_params(project, **overrides) -> object:
 
 
 def test_stages_write_partitioned_stores_equal_to_single_files(project):
-    files = {path: read_store(path) for path in (AUDIO_STORE, MELSPEC_STORE, ESSENTIA_STORE, TEXT_STORE)}
+    stores = (AUDIO_STORE, MELSPEC_STORE, ESSENTIA_STORE, TEXT_STORE)
+    files = {path: read_store(path) for path in (AUDIO_STORE, ESSENTIA_STORE)}
+    mels, embeddings = read_tensor(MELSPEC_STORE), read_matrix(TEXT_STORE)
+    text_counts = read_store(TEXT_STORE, columns=["clip_id", "has_text", "n_tokens", "n_chunks"])
+    metas = {path: read_metadata(path) for path in stores}
     params = partitioned_params(project)
     audio_features.run(params)
     essentia_features.run(params)
     text_features.run(params)
-    for path, expected in files.items():
+    for path in stores:
         assert path.is_dir(), path
         assert len(list(path.glob("part-*.parquet"))) == 3, path  # 40 clips, 16 a part
-        got = read_store(path)
-        assert got["clip_id"].tolist() == expected["clip_id"].tolist()
-        numeric = [c for c in expected.columns if expected[c].dtype.kind == "f"]
-        pd.testing.assert_frame_equal(got[numeric], expected[numeric])
-    _, embeddings, present = read_matrix(TEXT_STORE)
-    assert embeddings.shape == (40, 384) and present.all()
-    assert read_metadata(AUDIO_STORE)["feature_names"][0] == read_store(AUDIO_STORE).columns[1]
+        assert read_metadata(path) == metas[path]  # the same description, in _common_metadata
+    for path, expected in files.items():  # every column: descriptors, essentia's key and scale
+        pd.testing.assert_frame_equal(read_store(path), expected)
+    for got, expected in zip(read_tensor(MELSPEC_STORE), mels):  # ids, (40, 96, 64) tensors, valid frames
+        np.testing.assert_array_equal(got, expected)
+    for got, expected in zip(read_matrix(TEXT_STORE), embeddings):  # ids, (40, 384) embeddings, present
+        np.testing.assert_array_equal(got, expected)
+    pd.testing.assert_frame_equal(read_store(TEXT_STORE, columns=list(text_counts.columns)), text_counts)
     assert len(read_store(AUDIO_ERRORS)) == 0
     summary = describe(AUDIO_STORE)
     assert "40 rows" in summary and "in 3 part files (a partitioned store)" in summary and '"store": "audio"' in summary
@@ -226,8 +261,8 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_no_part(tmp_path):
         settings = DaskSettings(cluster.scheduler_address, 2)
         stream = iter_partitions(slow_extract, partitions(slow, 2), sink, stage="features", dask=settings)
         results = [next(stream)]
-        killed = next(iter(client.run(os.getpid).values()))  # both workers are busy with a part
-        os.kill(killed, signal.SIGKILL)
+        busy = next(worker for worker, tasks in client.processing().items() if tasks)
+        os.kill(client.run(os.getpid, workers=[busy])[busy], signal.SIGKILL)  # a worker in the middle of a part
         results += list(stream)
     outcomes = [o for part, _ in results for o in part]
     assert [cid for cid, _, _ in outcomes] == [t.clip_id for t in tasks]
@@ -250,5 +285,5 @@ def test_a_clip_that_kills_its_worker_costs_only_that_clip(tmp_path):
     failures = [f for part, _ in results for _, f, _ in part if f is not None]
     assert [(f.clip_id, f.error_type) for f in failures] == [("broken", "KilledWorker")]
     parts = sorted(p.name for p in descriptors.path.glob("part-*"))
-    assert parts == ["part-00000.parquet", "part-00001-0000.parquet", "part-00001-0001.parquet"]
+    assert parts == ["part-00000.parquet", "part-00001-000000.parquet", "part-00001-000001.parquet"]
     assert read_store(descriptors.path)["clip_id"].tolist() == [f"clip{i:02d}" for i in range(5)]

@@ -32,7 +32,10 @@ def test_a_file_url_decodes_like_its_path(tmp_path):
     remote, _ = read_audio(url, 16000, offset_s=0.5, duration_s=1.0)
     np.testing.assert_array_equal(remote, local)
     assert source_exists(url) and not source_exists(url + ".missing")
-    assert source_state(url)[0] == path.stat().st_size
+    before = source_state(url)
+    assert source_state(url) == before
+    tone(path, 1.0)  # rewritten: the cache must not trust a result computed from the old bytes
+    assert source_state(url) != before
     cache = ClipCache(tmp_path / "cache", "fp")
     assert cache.key(url) == cache.key(str(path))  # the key is the bytes, wherever they are
 
@@ -67,3 +70,14 @@ def test_the_audio_stage_reads_urls(project):
     got = read_store(AUDIO_STORE)
     assert got["clip_id"].tolist() == expected["clip_id"].tolist()
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_a_text_path_url_is_refused_with_the_way_out(tmp_path):
+    a = tone(tmp_path / "a.wav")
+    rows = [{"clip_id": "a", "audio_path": "a.wav", "text_path": "s3://bucket/a.txt", "label": "happy"}]
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(
+        ManifestError, match="text_path 's3://bucket/a.txt' of clip 'a' is a URL; text files must be local"
+    ):
+        read_manifest_file(tmp_path / "m.csv")
+    assert a.exists()

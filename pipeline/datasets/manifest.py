@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.sources import is_url, source_exists
+from pipeline.sources import is_url, sources_exist
 from pipeline.store import MANIFEST_SCHEMA
 
 COLUMNS = MANIFEST_SCHEMA.names
@@ -102,8 +102,15 @@ def refuse_escaping_paths(
     root = os.path.realpath(base) if follow_links else os.path.abspath(base)
     inside = root.rstrip(os.sep) + os.sep
     for clip_id, value in zip(df["clip_id"], df[column]):
-        if pd.isna(value) or os.path.isabs(str(value)) or is_url(str(value)):
+        if pd.isna(value) or os.path.isabs(str(value)):
             continue
+        if is_url(str(value)):
+            if column == "audio_path":  # decoded through fsspec
+                continue
+            raise ManifestError(
+                f"{manifest}: {column} {value!r} of clip {clip_id!r} is a URL; text files must be local "
+                "(put the text in the text column instead)"
+            )
         joined = os.path.join(root, str(value))
         target = os.path.realpath(joined) if follow_links else os.path.normpath(joined)
         if not (target == root or target.startswith(inside)):
@@ -203,7 +210,10 @@ def validate_manifest(
                 "lower n_folds or check the group column"
             )
     if check_files:
-        absent = [p for p in df["audio_path"].dropna() if not (source_exists(p) if is_url(p) else os.path.isfile(p))]
+        paths = df["audio_path"].dropna().tolist()
+        urls = [p for p in paths if is_url(p)]
+        found = dict(zip(urls, sources_exist(urls)))
+        absent = [p for p in paths if not (found[p] if is_url(p) else os.path.isfile(p))]
         if absent:
             raise ManifestError(
                 f"manifest: {len(absent)} audio file(s) not found, e.g. {absent[0]}; "

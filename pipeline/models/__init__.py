@@ -72,7 +72,7 @@ def _make(name: str, fusion: str, params: TrainParams, seed: int, val_fraction: 
         if p.distributed and dask is not None:
             from pipeline.models.dask_lgbm import DaskLGBMClassifier
 
-            estimator = DaskLGBMClassifier(dask.address, dask.workers, params.class_weight, settings)
+            estimator = DaskLGBMClassifier(dask.address, dask.workers, p.n_partitions, params.class_weight, settings)
         else:
             from lightgbm import LGBMClassifier
 

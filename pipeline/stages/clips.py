@@ -26,6 +26,7 @@ from pipeline.store import (
     PartFolder,
     StoreWriter,
     library_versions,
+    part_name,
     read_store,
     write_store,
 )
@@ -135,6 +136,8 @@ class ClipStores:
         return self
 
     def __exit__(self, *exc_info) -> bool | None:
+        for writer in self.writers:  # partitioned: the parts must hold every computed clip
+            writer.expected_rows = self.rows
         return self._stack.__exit__(*exc_info)
 
     def run(
@@ -183,8 +186,9 @@ def write_feature_store(params: Params, df: pd.DataFrame, path: Path, schema: pa
         return
     size = params.store.rows_per_part
     with DatasetWriter(path, schema, meta) as writer:
+        writer.expected_rows = len(df)
         for start in range(0, len(df), size):
-            writer.parts.write(df.iloc[start : start + size].reset_index(drop=True), f"part-{start // size:05d}")
+            writer.parts.write(df.iloc[start : start + size].reset_index(drop=True), part_name(start // size))
 
 
 def stream_batches(

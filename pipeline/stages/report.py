@@ -24,6 +24,7 @@ from pipeline.reporting import (
     sorted_groups,
     unimodal_references,
 )
+from pipeline.sources import is_url, open_source
 from pipeline.stages import (
     AUDIO_ERRORS,
     AUDIO_STORE,
@@ -117,7 +118,11 @@ def dataset_section(runs: dict) -> str:
     durations = []
     for path in manifest["audio_path"].fillna(""):
         try:
-            durations.append(sf.info(path).duration)
+            if is_url(path):
+                with open_source(path) as fh:
+                    durations.append(sf.info(fh).duration)
+            else:
+                durations.append(sf.info(path).duration)
         except Exception:  # an unreadable file is already in the errors table
             durations.append(float("nan"))
     durations = pd.Series(durations)
