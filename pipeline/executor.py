@@ -325,7 +325,7 @@ def _dask_partitions(
     settings: DaskSettings,
 ) -> Iterator[tuple[list, dict]]:
     """Partition outcomes from the cluster, in order. A partition whose workers keep dying is
-    discarded and run again one clip per part (``<name>-0000`` ...), so only the clip that kills
+    discarded and run again one clip per part (``<name>-000000`` ...), so only the clip that kills
     its worker is lost, as a ``KilledWorker`` failure."""
     with _dask_session(settings) as client:
 

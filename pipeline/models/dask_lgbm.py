@@ -5,10 +5,12 @@ the same :class:`~pipeline.models.classical.ClassicalFusionClassifier` as local
 LightGBM: scalers, projections and fusion are unchanged, only the booster's training
 is spread over the workers. The fused matrix is cut into ``n_partitions`` stratified
 parts (every part holds every class, so each worker's LightGBM agrees on the number of
-classes), each placed on its own worker (workers in address order), so the same rows
-meet the same workers on every run; balanced class weights are computed over all rows
-here and sent as sample weights. The trained booster comes back with ``to_local()``,
-so prediction, saving and the report work as for local LightGBM.
+classes), each placed on its own worker (workers in address order; no work stealing on
+a LocalCluster), so the same rows meet the same workers on every run (LightGBM still
+ranks its machines in the order Dask reports them, so refits can grow other trees);
+balanced class weights are computed over all rows here and sent as sample weights.
+The trained booster comes back with ``to_local()``, so prediction, saving and the
+report work as for local LightGBM.
 """
 
 from __future__ import annotations
@@ -25,9 +27,15 @@ _SESSIONS: dict[DaskSettings, tuple] = {}
 
 
 def shared_client(settings: DaskSettings):
-    """One client (and LocalCluster, for ``local-cluster``) per process and settings, closed at exit."""
+    """One client (and LocalCluster, for ``local-cluster``) per process and settings, closed at exit.
+
+    A LocalCluster started here does no work stealing, so a part stays on its worker.
+    """
     if settings not in _SESSIONS:
-        _SESSIONS[settings] = _dask_client(settings)
+        import dask
+
+        with dask.config.set({"distributed.scheduler.work-stealing": False}):
+            _SESSIONS[settings] = _dask_client(settings)
     return _SESSIONS[settings][0]
 
 
