@@ -1,7 +1,6 @@
 """LightGBM trained with lightgbm.dask on a LocalCluster behind the usual fusion learner."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -9,18 +8,11 @@ import pytest
 from pipeline.models.dask_lgbm import stratified_parts
 from pipeline.params import ParamsError, load_params
 from tests.conftest import write_params
+from tests.test_dask import restored_environment  # noqa: F401  (autouse: Dask nannies leak variables)
 
 pytest.importorskip("distributed")
 
 SETTINGS = dict(n_estimators=30, num_leaves=7, min_child_samples=5, verbose=-1, random_state=0, deterministic=True)
-
-
-@pytest.fixture(autouse=True)
-def restored_environment():
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @pytest.fixture(autouse=True, scope="module")
