@@ -1,4 +1,5 @@
-"""What the per-clip audio stages share: tasks from the manifest, the cache, the errors table."""
+"""What the per-clip audio stages share: tasks from the manifest, the cache, the output stores
+(single files or parts written by the workers), the errors table."""
 
 from __future__ import annotations
 
@@ -136,8 +137,9 @@ class ClipStores:
         return self
 
     def __exit__(self, *exc_info) -> bool | None:
-        for writer in self.writers:  # partitioned: the parts must hold every computed clip
-            writer.expected_rows = self.rows
+        for writer in self.writers:
+            if isinstance(writer, DatasetWriter):  # the parts must hold every computed clip
+                writer.expected_rows = self.rows
         return self._stack.__exit__(*exc_info)
 
     def run(
