@@ -300,8 +300,9 @@ def _dask_session(settings: DaskSettings):
                 cluster.close()
 
 
-def _killed_clip(task: ClipTask, stage: str, exc: Exception) -> tuple[str, ClipFailure, bool]:
+def _killed_clip(args: tuple, exc: Exception) -> tuple[str, ClipFailure, bool]:
     """The outcome of a clip that kept killing its workers (a crash inside a decoder)."""
+    _, task, stage, _ = args
     return task.clip_id, ClipFailure(task.clip_id, stage, "KilledWorker", str(exc)), False
 
 
@@ -312,11 +313,7 @@ def _dask_outcomes(
     dies, and a clip that keeps killing workers becomes a :class:`ClipFailure` like any other error."""
     with _dask_session(settings) as client:
         calls = ((f"{stage}-{task.clip_id}", (fn, task, stage, cache)) for task in tasks)
-
-        def killed(args: tuple, exc: Exception) -> tuple[str, ClipFailure, bool]:  # args: fn, task, stage, cache
-            return _killed_clip(args[1], stage, exc)
-
-        yield from _dask_ordered(client, calls, _run_task_one_thread, killed)
+        yield from _dask_ordered(client, calls, _run_task_one_thread, _killed_clip)
 
 
 def _dask_partitions(
@@ -339,7 +336,8 @@ def _dask_partitions(
             calls = ((f"{stage}-{p.tasks[0].clip_id}", (fn, p, stage, cache, sink, True)) for p in singles)
 
             def killed(single_args: tuple, single_exc: Exception) -> tuple[list, dict]:
-                return [_killed_clip(single_args[1].tasks[0], stage, single_exc)], {}
+                (task,) = single_args[1].tasks
+                return [_killed_clip((fn, task, stage, cache), single_exc)], {}
 
             outcomes, summary = [], {}
             for part_outcomes, part_summary in _dask_ordered(client, calls, _run_partition, killed):

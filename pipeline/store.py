@@ -238,8 +238,8 @@ class PartFolder:
     folder: str
     schema: pa.Schema
 
-    def write(self, df: pd.DataFrame, name: str) -> None:
-        """Write ``df`` as ``<folder>/<name>.parquet``.
+    def write(self, df: pd.DataFrame, name: str) -> int:
+        """Write ``df`` as ``<folder>/<name>.parquet``; return its row count.
 
         The folder is never created here: a worker that cannot see it (no shared
         filesystem, or the run was cleaned up meanwhile) raises instead of writing parts
@@ -254,6 +254,7 @@ class PartFolder:
         path = folder / f"{name}.parquet"
         with atomic_path(path, make_parent=False) as tmp:
             pq.write_table(table_of(df, self.schema, path), tmp, row_group_size=ROW_GROUP_SIZE)
+        return len(df)
 
     def discard(self, name: str) -> None:
         """Remove part ``name`` if it exists (before its rows are written again in smaller parts)."""
