@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[test]'
 	$(BIN)/python -m pip install --quiet -c $(LOCK) --no-deps musicnn  # musicnn's trained weights only (ISC, MTG-UPF)
+	find $(VENV) -name '*.nb[ic]' -delete  # numba's cache, filled next by one process (numba issue #10128)
+	$(BIN)/python -c 'from pipeline.features.audio import compile_jit_kernels; compile_jit_kernels()'
 	touch $(STAMP)
 
 repro: $(STAMP)

@@ -82,7 +82,9 @@ def run_prepare(folder: Path, manifest: Path) -> None:
     from pipeline.stages import prepare
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["dataset"].update({"kind": "manifest", "manifest": str(manifest), "columns": COLUMNS})
+    params["dataset"].update(
+        {"kind": "manifest", "root": str(manifest.parent), "manifest": str(manifest), "columns": COLUMNS}
+    )
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     cwd = os.getcwd()
     os.chdir(folder)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pipeline import __version__
 from pipeline.fusion import FUSIONS
 from pipeline.models import LEARNERS
+
+if TYPE_CHECKING:
+    from pipeline.params import Params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,61 +59,109 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "inspect":
-        from pipeline.inspect_store import describe
+    COMMANDS[args.command](args)
+    return 0
 
-        print(describe(args.path))
-        return 0
-    if args.command == "report":
-        from pipeline.stages import report
 
-        report.run(args.params)
-        return 0
-
+def _params(args: argparse.Namespace) -> Params:
     from pipeline.params import load_params
 
-    params = load_params(args.params)
-    if args.command == "demo":
-        from pipeline.stages import demo_corpus
+    return load_params(args.params)
 
-        demo_corpus.run(params)
-    elif args.command == "prepare":
-        from pipeline.stages import prepare
 
-        prepare.run(params)
-    elif args.command == "audio-features":
-        from pipeline.stages import audio_features
+def _inspect(args: argparse.Namespace) -> None:
+    from pipeline.inspect_store import describe
 
-        audio_features.run(params)
-    elif args.command == "fetch":
-        from pipeline.datasets.fetch import MERGE_RECORD, fetch_archives, merge_archive
+    print(describe(args.path))
 
-        names = args.archive or [merge_archive(params.dataset.subset, params.dataset.variant)]
-        paths = fetch_archives(args.dest, names, args.record_url or MERGE_RECORD, extract=not args.no_extract)
-        print(f"mmer fetch: {', '.join(str(p) for p in paths)} verified" + ("" if args.no_extract else " and unpacked"))
-        print(f"set dataset.kind: merge and dataset.root: {args.dest} in params.yaml, then `dvc repro`")
-    elif args.command == "cache":
-        from pipeline.executor import clear_cache
 
-        removed = clear_cache(params.cache.dir)
-        print(f"mmer cache: removed {removed} cached clip results from {params.cache.dir}")
-    elif args.command == "essentia-features":
-        from pipeline.stages import essentia_features
+def _report(args: argparse.Namespace) -> None:
+    from pipeline.stages import report
 
-        essentia_features.run(params)
-    elif args.command == "musicnn-features":
-        from pipeline.stages import musicnn_features
+    report.run(args.params)
 
-        musicnn_features.run(params)
-    elif args.command == "text-features":
-        from pipeline.stages import text_features
 
-        text_features.run(params)
-    elif args.command == "train":
-        from pipeline.stages import train
+def _demo(args: argparse.Namespace) -> None:
+    params = _params(args)
+    from pipeline.stages import demo_corpus
 
-        train.run(params, args.model, args.fusion, args.audio_sets)
-    return 0
+    demo_corpus.run(params)
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    params = _params(args)
+    from pipeline.stages import prepare
+
+    prepare.run(params)
+
+
+def _audio_features(args: argparse.Namespace) -> None:
+    params = _params(args)
+    from pipeline.stages import audio_features
+
+    audio_features.run(params)
+
+
+def _essentia_features(args: argparse.Namespace) -> None:
+    params = _params(args)
+    from pipeline.stages import essentia_features
+
+    essentia_features.run(params)
+
+
+def _musicnn_features(args: argparse.Namespace) -> None:
+    params = _params(args)
+    from pipeline.stages import musicnn_features
+
+    musicnn_features.run(params)
+
+
+def _text_features(args: argparse.Namespace) -> None:
+    params = _params(args)
+    from pipeline.stages import text_features
+
+    text_features.run(params)
+
+
+def _train(args: argparse.Namespace) -> None:
+    params = _params(args)
+    from pipeline.stages import train
+
+    train.run(params, args.model, args.fusion, args.audio_sets)
+
+
+def _fetch(args: argparse.Namespace) -> None:
+    params = _params(args)
+    from pipeline.datasets.fetch import MERGE_RECORD, fetch_archives, merge_archive
+
+    names = args.archive or [merge_archive(params.dataset.subset, params.dataset.variant)]
+    paths = fetch_archives(args.dest, names, args.record_url or MERGE_RECORD, extract=not args.no_extract)
+    print(f"mmer fetch: {', '.join(str(p) for p in paths)} verified" + ("" if args.no_extract else " and unpacked"))
+    print(f"set dataset.kind: merge and dataset.root: {args.dest} in params.yaml, then `dvc repro`")
+
+
+def _cache(args: argparse.Namespace) -> None:
+    params = _params(args)
+    from pipeline.executor import clear_cache
+
+    removed = clear_cache(params.cache.dir)
+    print(f"mmer cache: removed {removed} cached clip results from {params.cache.dir}")
+
+
+# sub-command -> what it runs; each imports its stage when called, so ``mmer --help`` stays fast
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "demo": _demo,
+    "prepare": _prepare,
+    "audio-features": _audio_features,
+    "essentia-features": _essentia_features,
+    "musicnn-features": _musicnn_features,
+    "text-features": _text_features,
+    "train": _train,
+    "report": _report,
+    "inspect": _inspect,
+    "fetch": _fetch,
+    "cache": _cache,
+}
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.metrics import (
@@ -22,6 +23,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
+
+if TYPE_CHECKING:
+    from pipeline.models.base import Learner
 
 SPLIT_KEYS = ("repeat", "fold", "n_train", "n_val", "n_test")  # per-fold bookkeeping, not metrics
 METRICS = ("f1_macro", "auc_roc_macro", "accuracy", "balanced_accuracy", "precision_macro", "recall_macro")
@@ -222,7 +226,7 @@ def without_text(blocks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def cross_validate(
-    make_learner: Callable[[], object],
+    make_learner: Callable[[], Learner],
     blocks: dict[str, np.ndarray],
     y: np.ndarray,
     splits: list[Split],
@@ -256,7 +260,7 @@ def cross_validate(
     return probabilities, per_fold
 
 
-def predict_all_classes(learner, blocks: dict[str, np.ndarray], n_classes: int) -> np.ndarray:
+def predict_all_classes(learner: Learner, blocks: dict[str, np.ndarray], n_classes: int) -> np.ndarray:
     """(n, n_classes) probabilities; zero for classes the learner never saw in training."""
     proba = np.zeros((len(next(iter(blocks.values()))) if blocks else 0, n_classes))
     proba[:, learner.classes_] = learner.predict_proba(blocks)

@@ -1,7 +1,8 @@
 """params.yaml parsed once into typed, frozen objects with clear errors.
 
 Every stage calls :func:`load_params`; an unknown or mistyped key fails before any
-work starts, naming the key and the keys that are allowed.
+work starts, naming the key and the keys that are allowed. A key with a fixed set of
+values declares them on its field (``Literal[...]``); :func:`build` checks them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -51,18 +52,19 @@ class DatasetParams:
     MERGE release unpacked under ``root``: ``subset`` audio|lyrics|bimodal, ``variant``
     balanced|complete, ``split`` 70_15_15|40_30_30|none) or ``folders`` (``root/<label>/``
     audio files with optional ``.txt``/``.lrc`` sidecars; ``group_regex`` takes the
-    group from each file name). labels: the allowed labels, in report order; ``None``
-    takes the sorted labels found.
+    group from each file name). root: the folder DVC watches for changes (dvc.yaml's
+    ``prepare`` depends on it); every kind but the demo needs its own. labels: the
+    allowed labels, in report order; ``None`` takes the sorted labels found.
     """
 
-    kind: str = "demo"
+    kind: Literal["demo", "manifest", "merge", "folders"] = "demo"
     root: str = "data/demo"
     manifest: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
     labels: list[str] | None = None
-    subset: str = "bimodal"
-    variant: str = "balanced"
-    split: str = "70_15_15"
+    subset: Literal["audio", "lyrics", "bimodal"] = "bimodal"
+    variant: Literal["balanced", "complete"] = "balanced"
+    split: Literal["70_15_15", "40_30_30", "none"] = "70_15_15"
     group_regex: str | None = None
 
 
@@ -75,7 +77,7 @@ class ExecutorParams:
     ``local-cluster`` to start ``workers`` single-threaded processes here).
     """
 
-    kind: str = "local"
+    kind: Literal["local", "dask"] = "local"
     n_jobs: int = -1
     address: str = "local-cluster"
     workers: int = 2
@@ -148,7 +150,7 @@ class TextParams(TextConfig):
     TF-IDF reduced by truncated SVD to ``tfidf_dim``, fitted inside each training fold).
     """
 
-    representation: str = "embedding"
+    representation: Literal["embedding", "tfidf"] = "embedding"
     tfidf_dim: int = 128
 
     def feature_config(self) -> TextConfig:
@@ -169,7 +171,7 @@ class EvalParams:
     without ``validate`` rows). n_boot: bootstrap resamples of the CIs and paired tests.
     """
 
-    scheme: str = "cv"
+    scheme: Literal["cv", "fixed", "predefined"] = "cv"
     n_folds: int = 5
     n_repeats: int = 1
     val_fraction: float = 0.15
@@ -268,7 +270,7 @@ class TrainParams:
 
     audio_sets: list[str] = field(default_factory=lambda: ["descriptors"])
     pca_dim: int = 32
-    class_weight: str | None = None
+    class_weight: Literal["balanced"] | None = None
     n_threads: int = 2
     mlp: MLPParams = field(default_factory=MLPParams)
     multitask: MultitaskParams = field(default_factory=MultitaskParams)
@@ -295,14 +297,28 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
 
 
+def _choices(values: tuple, nullable: bool) -> str:
+    """``null, 'a' or 'b'``: the allowed values of a ``Literal`` field, as params.yaml spells them."""
+    names = (["null"] if nullable else []) + [repr(v) for v in values]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def _check_value(value: Any, hint: Any, key: str) -> Any:
+    """``value`` checked against the type hint ``hint`` (and converted: int -> float, list -> tuple)."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    nullable = False
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        nullable = type(None) in args
         hint = next(a for a in args if a is not type(None))
         origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        _check_value(value, type(args[0]), key)  # a YAML number where a name is expected: say so first
+        if value not in args:
+            raise ParamsError(f"params: {key} must be {_choices(args, nullable)}, got {value!r}")
+        return value
     if dataclasses.is_dataclass(hint):
         return build(hint, value, key)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
@@ -365,34 +381,21 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def validate(params: Params) -> None:
-    """Cross-field checks that the types alone cannot express."""
-    kinds = ("demo", "manifest", "merge", "folders")
-    if params.dataset.kind not in kinds:
-        raise ParamsError(f"params: dataset.kind must be one of {kinds}, got {params.dataset.kind!r}")
-    if params.dataset.kind in ("merge", "folders") and params.dataset.root == DatasetParams.root:
+    """Ranges and cross-field checks that the types alone cannot express."""
+    if params.dataset.kind == "manifest" and not params.dataset.manifest:
+        raise ParamsError("params: dataset.kind 'manifest' needs dataset.manifest: PATH (a CSV or Parquet file)")
+    if params.dataset.kind != "demo" and params.dataset.root == DatasetParams.root:  # the folder DVC watches
         raise ParamsError(
             f"params: dataset.kind {params.dataset.kind!r} needs dataset.root: the folder holding your corpus "
             f"(not the demo's {DatasetParams.root})"
         )
-    if params.dataset.kind == "manifest" and not params.dataset.manifest:
-        raise ParamsError("params: dataset.kind 'manifest' needs dataset.manifest: PATH (a CSV or Parquet file)")
     ds = params.dataset
-    merge_choices = {
-        "subset": ("audio", "lyrics", "bimodal"),
-        "variant": ("balanced", "complete"),
-        "split": ("70_15_15", "40_30_30", "none"),
-    }
-    for key, choices in merge_choices.items():
-        if getattr(ds, key) not in choices:
-            raise ParamsError(f"params: dataset.{key} must be one of {choices}, got {getattr(ds, key)!r}")
     if ds.group_regex is not None:
         try:
             re.compile(ds.group_regex)
         except re.error as exc:
             raise ParamsError(f"params: dataset.group_regex is not a valid regular expression: {exc}") from exc
     ev = params.eval
-    if ev.scheme not in ("cv", "fixed", "predefined"):
-        raise ParamsError(f"params: eval.scheme must be 'cv', 'fixed' or 'predefined', got {ev.scheme!r}")
     if ev.n_folds < 2:
         raise ParamsError(f"params: eval.n_folds must be >= 2, got {ev.n_folds}")
     if ev.n_repeats < 1:
@@ -405,13 +408,9 @@ def validate(params: Params) -> None:
         raise ParamsError(f"params: eval.n_boot must be >= 100 bootstrap resamples, got {ev.n_boot}")
     if not 0 < ev.val_fraction < 0.5:
         raise ParamsError(f"params: eval.val_fraction must be in (0, 0.5), got {ev.val_fraction}")
-    if params.train.class_weight not in (None, "balanced"):
-        raise ParamsError(f"params: train.class_weight must be null or 'balanced', got {params.train.class_weight!r}")
     if len(params.train.multitask.loss_weights) != 3 or min(params.train.multitask.loss_weights) < 0:
         raise ParamsError("params: train.multitask.loss_weights must be 3 non-negative numbers (fused, audio, text)")
     ex = params.executor
-    if ex.kind not in ("local", "dask"):
-        raise ParamsError(f"params: executor.kind must be 'local' or 'dask', got {ex.kind!r}")
     if ex.workers < 1:
         raise ParamsError(f"params: executor.workers must be >= 1, got {ex.workers}")
     if ex.kind == "dask" and ex.address != "local-cluster" and "://" not in ex.address:
@@ -435,10 +434,6 @@ def validate(params: Params) -> None:
         if not 0 <= getattr(params, section).max_error_fraction <= 1:
             raise ParamsError(f"params: {section}.max_error_fraction must be in [0, 1]")
     check_audio_sets(params, params.train.audio_sets, "train.audio_sets")
-    if params.text.representation not in ("embedding", "tfidf"):
-        raise ParamsError(
-            f"params: text.representation must be 'embedding' or 'tfidf', got {params.text.representation!r}"
-        )
 
 
 AUDIO_SETS = ("descriptors", "essentia", "musicnn", "musicnn_penultimate", "musicnn_tags")

@@ -84,6 +84,13 @@ def project(tiny_project: Path, tmp_path: Path, monkeypatch) -> Path:
     return dest
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read the shared real corpus are ``realdata`` tests (``make test-fast`` leaves them out)."""
+    for item in items:
+        if "ravdess" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realdata)
+
+
 @pytest.fixture
 def ravdess() -> Path:
     """The shared real corpus of sung phrases; tests skip when it is absent."""

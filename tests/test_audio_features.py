@@ -3,9 +3,9 @@ import pytest
 import soundfile as sf
 
 from pipeline.audio_io import AudioDecodeError, load_audio
+from pipeline.features import ClipError
 from pipeline.features.audio import (
     AudioFeatureConfig,
-    ClipError,
     extract_audio_features,
     extract_clip,
     feature_names,

@@ -1,8 +1,11 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.cli import main
+import pytest
+
+from pipeline.cli import COMMANDS, main
 from pipeline.stages import AUDIO_STORE
 
 
@@ -31,3 +34,14 @@ def test_cache_clear(project, capsys):
     assert main(["cache", "clear"]) == 0
     assert "removed 160 cached clip results" in capsys.readouterr().out  # 40 audio, essentia, musicnn, texts
     assert not (project / ".mmer_cache").exists()
+
+
+def test_every_sub_command_has_a_function_and_help_stays_light(capsys):
+    with pytest.raises(SystemExit, match="0"):
+        main(["--help"])
+    listed = re.search(r"\{([a-z,-]+)\}", capsys.readouterr().out).group(1).split(",")
+    assert sorted(listed) == sorted(COMMANDS)
+    heavy = ("torch", "librosa", "lightgbm", "pandas")
+    code = f"import sys, pipeline.cli; print([m for m in {heavy} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"  # each command imports its stage's libraries when it runs

@@ -14,6 +14,7 @@ from pipeline.features.audio import AudioFeatureConfig
 from pipeline.stages.audio_features import extract_file
 
 distributed = pytest.importorskip("distributed")
+pytestmark = pytest.mark.cluster
 import dask  # noqa: E402  (after the skip: distributed brings dask)
 
 from pipeline.executor import LOCAL_TRIM_KEY, ClipCache  # noqa: E402

@@ -44,8 +44,9 @@ def two_modalities(n: int = 240, seed: int = 0):
     return {"audio": audio, "text": text}, labels
 
 
+@pytest.mark.cluster
 def test_a_fusion_learner_trains_on_the_cluster_and_predicts_here(tmp_path):
-    from pipeline.models.artifacts import load_learner
+    from pipeline.models import load_learner
     from pipeline.models.classical import ClassicalFusionClassifier
     from pipeline.models.dask_lgbm import DaskLGBMClassifier
 
@@ -79,6 +80,7 @@ def test_distributed_lightgbm_needs_a_dask_executor_with_enough_workers(project)
         load_params()
 
 
+@pytest.mark.cluster
 def test_the_train_stage_uses_lightgbm_dask(project, monkeypatch):
     import pipeline.models.dask_lgbm as dask_lgbm
     from pipeline.stages import train

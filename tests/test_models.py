@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from pipeline.evaluation import cross_validate, make_splits
-from pipeline.models import LEARNERS, make_learner
-from pipeline.models.artifacts import load_learner
+from pipeline.models import LEARNERS, load_learner, make_learner
 from pipeline.models.classical import ClassicalFusionClassifier
 from pipeline.models.late import LateFusionClassifier
 from pipeline.models.torch_head import FusionHead
@@ -39,7 +38,7 @@ def two_axis_problem(n=240, seed=0, spectrogram=False):
 
 def oof_accuracy(name, fusion, blocks, y, params=FAST):
     splits = make_splits(y, None, n_folds=4, seed=0)
-    probabilities, _ = cross_validate(lambda: make_learner(name, fusion, params, seed=0), blocks, y, splits, 4)
+    probabilities, _ = cross_validate(lambda: make_learner(name, fusion, params=params, seed=0), blocks, y, splits, 4)
     test = np.concatenate([s.test for s in splits])
     return float((np.concatenate(probabilities).argmax(axis=1) == y[test]).mean())
 
@@ -71,7 +70,9 @@ def test_elementwise_variants_beat_chance(fusion):
 def test_pca_is_fitted_on_the_training_fold_only():
     blocks, y = two_axis_problem(n=100)
     train = np.arange(60)
-    learner = ClassicalFusionClassifier(make_learner("logreg", "mean", FAST, 0).estimator, "mean", pca_dim=4, seed=0)
+    learner = ClassicalFusionClassifier(
+        make_learner("logreg", "mean", params=FAST, seed=0).estimator, "mean", pca_dim=4, seed=0
+    )
     learner.fit({m: x[train] for m, x in blocks.items()}, y[train])
     for m in ("audio", "text"):
         pca = learner.projections_[m]
@@ -131,7 +132,7 @@ def test_late_fusion_weight_never_sees_test_clips(selects):
             log.append((phase["now"], "fit", rows))
             inner = {self.modality: blocks[self.modality][:, 1:]}
             val = None if validation is None else ({self.modality: validation[0][self.modality][:, 1:]}, validation[1])
-            self.inner = make_learner("logreg", self.modality, FAST, seed=0).fit(inner, y, validation=val)
+            self.inner = make_learner("logreg", self.modality, params=FAST, seed=0).fit(inner, y, validation=val)
             self.classes_ = self.inner.classes_
             return self
 
@@ -169,7 +170,7 @@ def test_late_fusion_handles_a_class_missing_from_training(tmp_path):
     blocks, y = two_axis_problem(n=200)
     keep = y != 1  # classes 0, 2, 3: label indices are no longer positions
     train = {m: x[keep] for m, x in blocks.items()}
-    late = make_learner("logreg", "late", FAST, seed=0).fit(train, y[keep])
+    late = make_learner("logreg", "late", params=FAST, seed=0).fit(train, y[keep])
     proba = late.predict_proba(blocks)
     assert late.classes_.tolist() == [0, 2, 3] and proba.shape == (200, 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
@@ -182,7 +183,7 @@ def test_late_fusion_handles_a_class_missing_from_training(tmp_path):
 def test_late_fusion_falls_back_to_audio_for_clips_without_text():
     blocks, y = two_axis_problem(n=200)
     blocks["text_present"] = np.ones(200, dtype=bool)
-    late = make_learner("logreg", "late", FAST, seed=0).fit(blocks, y)
+    late = make_learner("logreg", "late", params=FAST, seed=0).fit(blocks, y)
     without = {**blocks, "text": np.zeros_like(blocks["text"]), "text_present": np.zeros(200, dtype=bool)}
     audio_only = late.audio_.predict_proba({"audio": blocks["audio"]})
     np.testing.assert_allclose(late.predict_proba(without), audio_only)
@@ -212,14 +213,14 @@ def test_fused_head_output_depends_on_both_modalities(fusion, audio_shape, aux_h
 def test_cnn_refuses_too_small_spectrograms():
     blocks, y = two_axis_problem(n=40, spectrogram=True)
     with pytest.raises(ValueError, match="at least 26 bands x 26 frames, got \\(32, 20\\)"):
-        make_learner("cnn", "audio", FAST, seed=0).fit({"audio": blocks["audio"][:, :, :20]}, y)
+        make_learner("cnn", "audio", params=FAST, seed=0).fit({"audio": blocks["audio"][:, :, :20]}, y)
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
 def test_torch_learners_are_deterministic_and_return_probabilities(name):
     blocks, y = two_axis_problem(n=120, spectrogram=name == "cnn")
-    p1 = make_learner(name, "concat", FAST, seed=3).fit(blocks, y).predict_proba(blocks)
-    p2 = make_learner(name, "concat", FAST, seed=3).fit(blocks, y).predict_proba(blocks)
+    p1 = make_learner(name, "concat", params=FAST, seed=3).fit(blocks, y).predict_proba(blocks)
+    p2 = make_learner(name, "concat", params=FAST, seed=3).fit(blocks, y).predict_proba(blocks)
     np.testing.assert_array_equal(p1, p2)
     assert p1.shape == (120, 4)
     np.testing.assert_allclose(p1.sum(axis=1), 1.0, rtol=1e-6)
@@ -235,7 +236,7 @@ VARIANTS = [(n, f) for n in LEARNERS if n != "dummy" for f in ("mean", "late")] 
 def test_saved_learners_load_and_predict_the_same(name, fusion, tmp_path):
     blocks, y = two_axis_problem(n=120, spectrogram=name == "cnn")
     blocks["text_present"] = np.arange(120) % 5 > 0
-    learner = make_learner(name, fusion, FAST, seed=0).fit(blocks, y)
+    learner = make_learner(name, fusion, params=FAST, seed=0).fit(blocks, y)
     learner.save(tmp_path / "model")
     loaded = load_learner(tmp_path / "model")
     np.testing.assert_allclose(loaded.predict_proba(blocks), learner.predict_proba(blocks), rtol=1e-6, atol=1e-9)
@@ -247,7 +248,7 @@ def test_tfidf_learner_saves_and_loads(tmp_path):
     blocks, y = two_axis_problem(n=60)
     texts = np.array([["sunny happy day", "dark rainy night"][int(label) % 2] for label in y], dtype=object)
     blocks = {"audio": blocks["audio"], "text": texts, "text_present": np.ones(60, dtype=bool)}
-    learner = make_learner("lgbm", "concat", FAST, seed=0, tfidf_dim=8).fit(blocks, y)
+    learner = make_learner("lgbm", "concat", params=FAST, seed=0, tfidf_dim=8).fit(blocks, y)
     learner.save(tmp_path / "m")
     np.testing.assert_allclose(load_learner(tmp_path / "m").predict_proba(blocks), learner.predict_proba(blocks))
 
@@ -280,7 +281,9 @@ def test_balanced_class_weight_lifts_the_minority_class(name):
     def minority_recall(class_weight):
         params = TrainParams(mlp=FAST.mlp, lgbm=FAST.lgbm, class_weight=class_weight)
         splits = make_splits(y, None, n_folds=3, seed=0)
-        probabilities, _ = cross_validate(lambda: make_learner(name, "audio", params, 0), blocks, y, splits, 2)
+        probabilities, _ = cross_validate(
+            lambda: make_learner(name, "audio", params=params, seed=0), blocks, y, splits, 2
+        )
         test = np.concatenate([s.test for s in splits])
         predicted = np.concatenate(probabilities).argmax(axis=1)
         return (predicted[y[test] == 1] == 1).mean()
@@ -295,7 +298,7 @@ def test_missing_text_values_cannot_leak_into_predictions(name):
     present[::4] = False
     blocks = {**blocks, "text_present": present}
     blocks["text"][~present] = 0.0
-    learner = make_learner(name, "mean", FAST, seed=0).fit(blocks, y)
+    learner = make_learner(name, "mean", params=FAST, seed=0).fit(blocks, y)
     noisy = {**blocks, "text": blocks["text"].copy()}
     noisy["text"][~present] = np.random.default_rng(1).normal(size=(40, 12)) * 100
     if name != "logreg":  # the head masks the missing modality itself
@@ -311,7 +314,54 @@ def test_tfidf_learner_survives_folds_with_almost_no_text(texts_with_words):
     texts = np.array([""] * 40, dtype=object)
     texts[:texts_with_words] = ["sunny day", "rainy night"][:texts_with_words]
     present = np.array([bool(t) for t in texts])
-    learner = make_learner("logreg", "concat", FAST, seed=0, tfidf_dim=16)
+    learner = make_learner("logreg", "concat", params=FAST, seed=0, tfidf_dim=16)
     learner.fit({"audio": blocks["audio"], "text": texts, "text_present": present}, y)
     proba = learner.predict_proba({"audio": blocks["audio"], "text": texts, "text_present": present})
     assert proba.shape == (40, 4) and np.isfinite(proba).all()
+
+
+def test_learner_modules_import_only_io_helpers_from_the_package():
+    import ast
+    from pathlib import Path
+
+    import pipeline.models
+
+    folder = Path(pipeline.models.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module != "pipeline.models", f"{path.name}:{node.lineno} imports the registry"
+            elif isinstance(node, ast.Import):
+                assert all(a.name != "pipeline.models" for a in node.names), f"{path.name}:{node.lineno}"
+
+
+@pytest.mark.parametrize(
+    ("name", "fusion", "tfidf_dim"),
+    [("dummy", "none", None), ("logreg", "concat", None), ("logreg", "late", None), ("logreg", "concat", 4)],
+)
+def test_learners_have_the_learner_interface_and_load_back(name, fusion, tfidf_dim, tmp_path):
+    from pipeline.models import Learner
+
+    blocks, y = two_axis_problem(n=60)
+    if tfidf_dim:
+        blocks["text"] = np.array(
+            [["sunny happy day", "dark rainy night"][int(label) % 2] for label in y], dtype=object
+        )
+    learner = make_learner(name, fusion, params=FAST, seed=0, tfidf_dim=tfidf_dim).fit(blocks, y)
+    members = [m for m in dir(Learner) if not m.startswith("_")] + list(Learner.__annotations__)
+    assert sorted(members) == ["classes_", "fit", "predict_proba", "save", "selects_on_validation"]
+    assert all(hasattr(learner, m) for m in members) and learner.selects_on_validation is False
+    learner.save(tmp_path / "m")
+    loaded = load_learner(tmp_path / "m")
+    assert type(loaded) is type(learner)
+    np.testing.assert_array_equal(loaded.predict_proba(blocks), learner.predict_proba(blocks))
+
+
+def test_load_learner_names_unknown_types_and_make_learner_takes_keywords(tmp_path):
+    (tmp_path / "learner.json").write_text('{"type": "svm"}')
+    with pytest.raises(ValueError, match="unknown learner type 'svm'; known: \\['classical', 'late', 'prior'"):
+        load_learner(tmp_path)
+    with pytest.raises(TypeError):
+        make_learner("logreg", "concat", FAST, 0)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.features.audio import ClipError
+from pipeline.features import ClipError
 from pipeline.features.music import KEYS, MusicFeatureConfig, extract_music_features, music_feature_names
 
 CONFIG = MusicFeatureConfig()

@@ -9,17 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.features import musicnn
-from pipeline.features.audio import ClipError
-from pipeline.features.musicnn import (
-    SR,
-    MusicnnError,
-    extract_musicnn,
-    log_mel,
-    tag_names,
-    weights_dir,
-)
-from pipeline.features.musicnn_net import from_checkpoint, load_musicnn
+from pipeline.features import ClipError, musicnn, musicnn_net
+from pipeline.features.musicnn import SR, extract_musicnn, log_mel, tag_names
+from pipeline.features.musicnn_net import MusicnnError, from_checkpoint, load_musicnn, weights_dir
 from pipeline.features.tf_checkpoint import CheckpointError, read_checkpoint, read_index
 
 REFERENCE = Path(__file__).parent / "data" / "musicnn"
@@ -163,7 +155,7 @@ def test_short_clips_are_repeat_padded_and_bad_samples_refused():
 
 
 def test_missing_weights_name_the_install_command(monkeypatch):
-    monkeypatch.setattr(musicnn.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(musicnn_net.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MusicnnError, match=r"pip install --no-deps musicnn==0\.1\.0"):
         weights_dir("MSD_musicnn")
     with pytest.raises(ValueError, match="musicnn.model: 'MSD_vgg' is not one of"):

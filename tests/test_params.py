@@ -36,7 +36,9 @@ def test_cross_field_checks(tmp_path):
     with pytest.raises(ParamsError, match="dataset.kind 'merge' needs dataset.root: the folder holding your corpus"):
         load_params(path)
     path.write_text("dataset:\n  kind: ravdess\n")
-    with pytest.raises(ParamsError, match="dataset.kind must be one of"):
+    with pytest.raises(
+        ParamsError, match="dataset.kind must be 'demo', 'manifest', 'merge' or 'folders', got 'ravdess'"
+    ):
         load_params(path)
     for text, message in [
         ("eval:\n  n_folds: 1\n", "eval.n_folds must be >= 2"),
@@ -45,7 +47,7 @@ def test_cross_field_checks(tmp_path):
         ("eval:\n  scheme: fixed\n  n_repeats: 3\n", "n_repeats applies to scheme 'cv'"),
         ("eval:\n  n_boot: 0\n", "eval.n_boot must be >= 100"),
         ("dataset:\n  split: 70_15_15\n", "'dataset.split' must be str, got 701515; quote it"),
-        ("dataset:\n  subset: both\n", "dataset.subset must be one of"),
+        ("dataset:\n  subset: both\n", "dataset.subset must be 'audio', 'lyrics' or 'bimodal', got 'both'"),
         ("dataset:\n  group_regex: '(spk'\n", "dataset.group_regex is not a valid regular expression"),
         ("eval:\n  scheme: predefined\n  n_repeats: 2\n", "n_repeats applies to scheme 'cv'"),
         ("train:\n  class_weight: auto\n", "train.class_weight must be null or 'balanced'"),
@@ -59,6 +61,10 @@ def test_cross_field_checks(tmp_path):
         ("executor:\n  workers: 0\n", "executor.workers must be >= 1"),
         ("executor:\n  kind: dask\n  address: scheduler:8786\n", "like tcp://host:8786"),
         ("musicnn:\n  max_error_fraction: 2\n", "musicnn.max_error_fraction must be in"),
+        ("musicnn:\n  model: MSD_vgg\n", "musicnn.model must be 'MSD_musicnn' or 'MTT_musicnn', got 'MSD_vgg'"),
+        ("essentia:\n  rhythm_method: fast\n", "essentia.rhythm_method must be 'degara' or 'multifeature'"),
+        ("text:\n  representation: bow\n", "text.representation must be 'embedding' or 'tfidf', got 'bow'"),
+        ("train:\n  class_weight: 1\n", "'train.class_weight' must be str, got 1"),
     ]:
         path.write_text(text)
         with pytest.raises(ParamsError, match=message):

@@ -233,6 +233,7 @@ def test_training_on_partitioned_stores_gives_what_single_files_give(project):
     pd.testing.assert_frame_equal(pd.read_parquet(oof), from_files)
 
 
+@pytest.mark.cluster
 def test_the_audio_stage_writes_its_parts_on_dask_workers(project):
     pytest.importorskip("distributed")
     expected = read_store(AUDIO_STORE)
@@ -242,6 +243,7 @@ def test_the_audio_stage_writes_its_parts_on_dask_workers(project):
     pd.testing.assert_frame_equal(read_store(AUDIO_STORE), expected)
 
 
+@pytest.mark.cluster
 def test_a_worker_killed_mid_run_loses_and_duplicates_no_part(tmp_path):
     distributed = pytest.importorskip("distributed")
     tasks = write_clips(tmp_path, 16)
@@ -271,6 +273,7 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_no_part(tmp_path):
     assert got["clip_id"].tolist() == [f"clip{i:02d}" for i in range(16)]  # each clip once, in order
 
 
+@pytest.mark.cluster
 def test_a_clip_that_kills_its_worker_costs_only_that_clip(tmp_path):
     pytest.importorskip("distributed")
     import dask

@@ -118,6 +118,7 @@ def test_html_report_is_complete_and_self_contained(reported):
     assert "Audio share of the gain" in page and "params.yaml" in page and "git HEAD when the report was built" in page
 
 
+@pytest.mark.browser
 def test_report_renders_in_a_headless_browser(reported, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:

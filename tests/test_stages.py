@@ -184,7 +184,7 @@ def test_prepare_refuses_a_missing_file_before_heavy_work(project):
     [("lgbm", "mean"), ("mlp", "mean"), ("logreg", "late"), ("multitask", "concat"), ("cnn", "mean")],
 )
 def test_train_writes_oof_metrics_and_loadable_fold_models(project, model, fusion):
-    from pipeline.models.artifacts import load_learner
+    from pipeline.models import load_learner
     from pipeline.stages.train import load_blocks
 
     train.run(load_params(), model, fusion)
@@ -208,7 +208,8 @@ def test_train_writes_oof_metrics_and_loadable_fold_models(project, model, fusio
     )
     assert metrics["runtime"]["peak_rss_mb"] > 0
     # fold 0's saved model reproduces fold 0's out-of-fold probabilities
-    rows, blocks, _, _ = load_blocks(["descriptors"], melspec=model == "cnn")
+    data = load_blocks(["descriptors"], melspec=model == "cnn")
+    rows, blocks = data.rows, data.blocks
     test = oof[oof["fold"] == 0].set_index("clip_id")
     index = rows.index[rows["clip_id"].isin(test.index)].to_numpy()
     loaded = load_learner(out / "folds" / "fold0")

@@ -14,6 +14,9 @@ librosa's default CQT chroma: both are several times cheaper.
 Each frame series is summarised by the statistics in ``config.stats``; columns are
 named ``<feature>[_<index>]_<stat>`` with 0-based, zero-padded indices
 (``mfcc_03_std``; ``chroma_09_mean`` is pitch class A, C being 0).
+
+librosa is imported by the functions that compute, so the settings load without it
+(params, ``mmer inspect``).
 """
 
 from __future__ import annotations
@@ -21,15 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-import librosa
 import numpy as np
+
+from pipeline.features import ClipError
 
 ALL_STATS = ("mean", "std", "min", "max", "skew", "kurtosis", "p10", "p50", "p90")
 BEAT_FEATURES = ("tempo_bpm", "beat_count", "beat_interval_mean", "beat_interval_std")
-
-
-class ClipError(ValueError):
-    """A clip that cannot be turned into features; recorded, never fatal."""
 
 
 @dataclass(frozen=True)
@@ -150,11 +150,15 @@ def summarize_series(values: np.ndarray, stats: tuple[str, ...]) -> np.ndarray:
 
 @lru_cache(maxsize=16)
 def _mel_basis(sr: int, n_fft: int, n_mels: int, fmax: float | None) -> np.ndarray:
+    import librosa
+
     return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmax=fmax, dtype=np.float32)
 
 
 @lru_cache(maxsize=4)
 def _chroma_basis(sr: int, n_fft: int) -> np.ndarray:
+    import librosa
+
     return librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0, dtype=np.float32)
 
 
@@ -194,6 +198,8 @@ def spectral_shape(magnitude: np.ndarray, sr: int, n_fft: int, roll_percent: flo
     (p=2), ``spectral_rolloff`` and ``spectral_flatness`` (power 2, amin 1e-10), without
     normalising the spectrogram once per feature. Each value is shaped (1, n_frames).
     """
+    import librosa
+
     freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft).astype(magnitude.dtype)[:, None]
     weights = _normalize_frames(magnitude, 1)
     centroid = (freqs * weights).sum(axis=0, keepdims=True)
@@ -228,6 +234,8 @@ def extract_clip(y: np.ndarray, config: AudioFeatureConfig) -> dict[str, np.ndar
     Raises :class:`ClipError` for clips that are too short, not mono, or give
     non-finite values.
     """
+    import librosa
+
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise ClipError(f"expected a mono waveform, got shape {y.shape}")
@@ -295,3 +303,18 @@ def extract_clip(y: np.ndarray, config: AudioFeatureConfig) -> dict[str, np.ndar
 def extract_audio_features(y: np.ndarray, config: AudioFeatureConfig) -> dict[str, float]:
     """The clip-level descriptors of :func:`extract_clip` as ``{name: value}``."""
     return dict(zip(feature_names(config), extract_clip(y, config)["descriptors"].tolist()))
+
+
+def compile_jit_kernels(config: AudioFeatureConfig | None = None) -> None:
+    """Compile librosa's numba kernels in this process, filling numba's on-disk cache.
+
+    numba writes a gufunc's two cache files (``beat.*.nbc`` and ``guf-beat.*.nbc``) in
+    separate steps, so worker processes that compile the same kernel at once can leave
+    a mismatched pair, and every later process that loads it crashes with SIGSEGV in
+    ``librosa.beat.beat_track`` (numba issue #10128). A stage calls this once before
+    its workers start, so that they only read the cache.
+    """
+    config = config or AudioFeatureConfig()
+    t = np.arange(int(max(3.0, 2 * config.min_duration_s) * config.sr)) / config.sr
+    clicks = (np.sin(2 * np.pi * 440 * t) * (np.mod(t, 0.5) < 0.05)).astype(np.float32)
+    extract_clip(clicks, config)

@@ -15,10 +15,11 @@ is very slow on Python lists. Choices, for speed at equal meaning:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from pipeline.features.audio import ClipError
+from pipeline.features import ClipError
 
 SILENCE_LUFS = -70.0  # EBU R128's absolute gate: nothing quieter counts as programme material
 KEYS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
@@ -33,7 +34,7 @@ class MusicFeatureConfig:
     sr: int = 44100
     frame_size: int = 2048
     hop_size: int = 1024
-    rhythm_method: str = "degara"
+    rhythm_method: Literal["degara", "multifeature"] = "degara"
     min_duration_s: float = 1.0
 
 

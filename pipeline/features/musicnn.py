@@ -3,11 +3,10 @@
 The wheel ``musicnn==0.1.0`` (ISC licence, © Music Technology Group, Universitat
 Pompeu Fabra 2019) ships TensorFlow-1 checkpoints of taggers trained on
 MagnaTagATune (``MTT_musicnn``) and Million Song Dataset previews (``MSD_musicnn``).
-Installed with ``pip install --no-deps musicnn==0.1.0``; its files are located with
-``importlib.util.find_spec`` (its modules import TensorFlow, so none is imported) and
-read with :mod:`pipeline.features.tf_checkpoint` into the PyTorch network of
-:mod:`pipeline.features.musicnn_net`. This module holds the settings, the
-preprocessing and the per-clip function, and imports torch only when it runs.
+Installed with ``pip install --no-deps musicnn==0.1.0``; the PyTorch network and its
+weights live in :mod:`pipeline.features.musicnn_net`, which imports this module's
+settings. This module holds the settings, the preprocessing and the per-clip
+function, imports no other musicnn module, and imports torch only when it runs.
 
 Preprocessing follows the original extractor: 16 kHz mono, 96-band mel power
 spectrogram (n_fft 512, hop 256, librosa's slaney mel; ``reflect`` edge padding as
@@ -24,26 +23,25 @@ spectrogram frames until they fill one patch.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
-from pipeline.features.audio import ClipError
+from pipeline.features import ClipError
 
 if TYPE_CHECKING:
-    from pipeline.features.musicnn_net import Musicnn
+    from collections.abc import Callable
+
+    import torch
 
 SR = 16000
 N_FFT = 512
 HOP = 256
 N_MELS = 96
 PATCH_FRAMES = 187  # 3 s: librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1
-MODELS = ("MSD_musicnn", "MTT_musicnn")
-INSTALL_HINT = "install the weights with: pip install --no-deps musicnn==0.1.0 (make does this)"
+MusicnnModel = Literal["MSD_musicnn", "MTT_musicnn"]
+MODELS = get_args(MusicnnModel)
 
 MSD_TAG_LIST = (
     "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s", "alternative rock",
@@ -65,31 +63,6 @@ MTT_TAG_LIST = (
 def tag_names(model: str) -> tuple[str, ...]:
     """The 50 tags of ``model``, in output order."""
     return MSD_TAG_LIST if model.startswith("MSD") else MTT_TAG_LIST
-
-
-class MusicnnError(RuntimeError):
-    """The musicnn weights are missing or unreadable."""
-
-
-def weights_dir(model: str) -> Path:
-    """Folder of ``model``'s checkpoint inside the installed ``musicnn`` wheel (not imported)."""
-    if model not in MODELS:
-        raise ValueError(f"musicnn.model: {model!r} is not one of {list(MODELS)}")
-    spec = importlib.util.find_spec("musicnn")
-    if spec is None or not spec.submodule_search_locations:
-        raise MusicnnError(f"the musicnn weights are not installed; {INSTALL_HINT}")
-    folder = Path(next(iter(spec.submodule_search_locations))) / model
-    if not (folder / ".index").is_file():
-        raise MusicnnError(f"{folder}: no checkpoint index (.index) in the musicnn package; {INSTALL_HINT}")
-    return folder
-
-
-def weights_sha256(model: str) -> dict[str, str]:
-    """sha256 of each checkpoint file (recorded in the store's metadata)."""
-    folder = weights_dir(model)
-    return {
-        name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in (".index", ".data-00000-of-00001")
-    }
 
 
 def log_mel(y: np.ndarray) -> np.ndarray:
@@ -117,7 +90,7 @@ def patches(log_mel_frames: np.ndarray) -> np.ndarray:
 class MusicnnConfig:
     """musicnn extraction settings (``musicnn`` in params.yaml): which model, patches per forward pass."""
 
-    model: str = "MSD_musicnn"
+    model: MusicnnModel = "MSD_musicnn"
     batch_patches: int = 32
 
     def __post_init__(self) -> None:
@@ -138,9 +111,12 @@ def musicnn_feature_names(model: str = "MSD_musicnn") -> dict[str, list[str]]:
     }
 
 
-def extract_musicnn(y: np.ndarray, model: Musicnn, batch_patches: int = 32) -> dict[str, np.ndarray]:
+def extract_musicnn(
+    y: np.ndarray, model: Callable[[torch.Tensor], dict[str, torch.Tensor]], batch_patches: int = 32
+) -> dict[str, np.ndarray]:
     """Patch-averaged musicnn outputs of a 16-kHz waveform (a pure per-clip function).
 
+    ``model``: the network (:func:`pipeline.features.musicnn_net.load_musicnn`). Returns
     ``pooled``: mean-pooled then max-pooled mid-end features (1506); ``penultimate``
     (200); ``tags``: the 50 tag probabilities; ``n_patches``.
     """

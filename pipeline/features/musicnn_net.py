@@ -3,22 +3,54 @@
 A port of ``build_musicnn`` in the original ``musicnn/models.py`` (Pons & Serra 2019;
 © Music Technology Group, Universitat Pompeu Fabra, ISC licence): the same layers, in
 the same order, with TensorFlow's padding, batch-norm epsilon and flatten order, so
-the checkpoint's tensors load one to one (``load_state_dict(strict=True)``).
+the checkpoint's tensors load one to one (``load_state_dict(strict=True)``). The
+checkpoint files are located with ``importlib.util.find_spec`` (the wheel's modules
+import TensorFlow, so none is imported) and read with
+:mod:`pipeline.features.tf_checkpoint`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.features.musicnn import N_MELS, weights_dir
+from pipeline.features.musicnn import MODELS, N_MELS
 from pipeline.features.tf_checkpoint import CheckpointError, read_checkpoint
 
 BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default
+INSTALL_HINT = "install the weights with: pip install --no-deps musicnn==0.1.0 (make does this)"
+
+
+class MusicnnError(RuntimeError):
+    """The musicnn weights are missing or unreadable."""
+
+
+def weights_dir(model: str) -> Path:
+    """Folder of ``model``'s checkpoint inside the installed ``musicnn`` wheel (not imported)."""
+    if model not in MODELS:
+        raise ValueError(f"musicnn.model: {model!r} is not one of {list(MODELS)}")
+    spec = importlib.util.find_spec("musicnn")
+    if spec is None or not spec.submodule_search_locations:
+        raise MusicnnError(f"the musicnn weights are not installed; {INSTALL_HINT}")
+    folder = Path(next(iter(spec.submodule_search_locations))) / model
+    if not (folder / ".index").is_file():
+        raise MusicnnError(f"{folder}: no checkpoint index (.index) in the musicnn package; {INSTALL_HINT}")
+    return folder
+
+
+def weights_sha256(model: str) -> dict[str, str]:
+    """sha256 of each checkpoint file (recorded in the store's metadata)."""
+    folder = weights_dir(model)
+    return {
+        name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in (".index", ".data-00000-of-00001")
+    }
 
 
 def _same_pad(kernel: int) -> tuple[int, int]:

@@ -18,12 +18,15 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 
 DEFAULT_MODEL = "default"
-DTYPES = ("float32", "bfloat16")
+Dtype = Literal["float32", "bfloat16"]
+Pooling = Literal["mean", "max"]
+DTYPES = get_args(Dtype)
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 _TIMESTAMP = re.compile(r"[\[<]\d{1,3}:\d{2}(?:[.:]\d{1,3})?[\]>]")  # [01:23.45], [01:23], <01:23.45>
@@ -64,15 +67,15 @@ class TextConfig:
     strip_sections: bool = True
     lowercase: bool = False
     overlap: int = 32
-    pooling: str = "mean"
+    pooling: Pooling = "mean"
     batch_size: int = 32
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: Dtype = "float32"
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"text.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
-        if self.pooling not in ("mean", "max"):
+        if self.pooling not in get_args(Pooling):
             raise ValueError(f"text.pooling must be 'mean' or 'max', got {self.pooling!r}")
         if self.overlap < 0:
             raise ValueError(f"text.overlap must be >= 0, got {self.overlap}")

@@ -1,32 +1,51 @@
-"""Learners behind one interface: ``fit(blocks, y, validation=None)`` / ``predict_proba(blocks)`` / ``save(folder)``.
+"""The learner registry: names -> classes, for building (:func:`make_learner`) and loading (:func:`load_learner`).
 
-``blocks`` maps a modality name (``audio``, ``text``) to an array with one row per
-clip (``audio`` is 3-D, clips x mel bands x frames, for the ``cnn``), plus
-``text_present``; a learner uses the modalities its fusion variant names.
-``validation`` is ``(blocks, y)`` of the protocol's inner validation rows: the torch
-learners early-stop on it, ``late`` fusion tunes its weight on it, and learners that
-select nothing fit on it too. :func:`pipeline.models.artifacts.load_learner` reads a
-saved learner back.
+A learner (:class:`Learner`) is ``fit(blocks, y, validation=None)`` /
+``predict_proba(blocks)`` / ``save(folder)``. ``blocks`` maps a modality name
+(``audio``, ``text``) to an array with one row per clip (``audio`` is 3-D, clips x mel
+bands x frames, for the ``cnn``), plus ``text_present``; a learner uses the modalities
+its fusion variant names. ``validation`` is ``(blocks, y)`` of the protocol's inner
+validation rows: the torch learners early-stop on it, ``late`` fusion tunes its weight
+on it, and learners that select nothing fit on it too. The learner modules import
+nothing from here: only the I/O helpers of :mod:`pipeline.models.artifacts`.
 """
 
 from __future__ import annotations
 
-from pipeline.executor import DaskSettings
-from pipeline.params import TrainParams
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.models.base import Learner
+
+if TYPE_CHECKING:
+    from pipeline.executor import DaskSettings
+    from pipeline.params import TrainParams
 
 LEARNERS = ("dummy", "logreg", "lgbm", "mlp", "multitask", "cnn")
 TORCH_LEARNERS = ("mlp", "multitask", "cnn")
+
+# learner.json "type" -> the class whose ``load`` reads that folder back
+SAVED_TYPES = {
+    "classical": "pipeline.models.classical:ClassicalFusionClassifier",
+    "prior": "pipeline.models.classical:PriorClassifier",
+    "late": "pipeline.models.late:LateFusionClassifier",
+    "tfidf": "pipeline.models.tfidf:TfidfTextLearner",
+    "torch": "pipeline.models.torch_head:TorchFusionClassifier",
+}
+WRAPPER_TYPES = ("late", "tfidf")  # saved with child learners, which their ``load(folder, load_child)`` reads
 
 
 def make_learner(
     name: str,
     fusion: str,
+    *,
     params: TrainParams,
     seed: int,
     tfidf_dim: int | None = None,
     val_fraction: float = 0.15,
     dask: DaskSettings | None = None,
-):
+) -> Learner:
     """A fresh, unfitted learner for one (learner, fusion) variant.
 
     ``late`` fusion averages an audio-only and a text-only learner of the same family.
@@ -37,8 +56,9 @@ def make_learner(
     if fusion == "late" and name != "dummy":
         from pipeline.models.late import LateFusionClassifier
 
-        audio = make_learner(name, "audio", params, seed, None, val_fraction, dask)
-        text = make_learner(name, "text", params, seed, tfidf_dim, val_fraction, dask)
+        options = dict(params=params, seed=seed, val_fraction=val_fraction, dask=dask)
+        audio = make_learner(name, "audio", **options)
+        text = make_learner(name, "text", tfidf_dim=tfidf_dim, **options)
         return LateFusionClassifier(audio, text, val_fraction=val_fraction, seed=seed)
     learner = _make(name, fusion, params, seed, val_fraction, dask)
     if tfidf_dim is None or name == "dummy" or fusion == "audio":
@@ -48,7 +68,9 @@ def make_learner(
     return TfidfTextLearner(learner, dim=tfidf_dim, seed=seed)
 
 
-def _make(name: str, fusion: str, params: TrainParams, seed: int, val_fraction: float, dask: DaskSettings | None):
+def _make(
+    name: str, fusion: str, params: TrainParams, seed: int, val_fraction: float, dask: DaskSettings | None
+) -> Learner:
     from pipeline.models.classical import ClassicalFusionClassifier, PriorClassifier  # heavy imports stay lazy
 
     if name == "dummy":
@@ -107,3 +129,15 @@ def _make(name: str, fusion: str, params: TrainParams, seed: int, val_fraction: 
             seed=seed,
         )
     raise ValueError(f"unknown learner {name!r}; choose one of {LEARNERS}")
+
+
+def load_learner(folder: str | Path) -> Learner:
+    """A fitted learner from the folder its ``save`` wrote (``predict_proba`` ready)."""
+    from pipeline.models.artifacts import read_config
+
+    kind = read_config(folder).get("type")
+    if kind not in SAVED_TYPES:
+        raise ValueError(f"{folder}/learner.json: unknown learner type {kind!r}; known: {sorted(SAVED_TYPES)}")
+    module, name = SAVED_TYPES[kind].split(":")
+    cls = getattr(importlib.import_module(module), name)  # heavy imports (torch, lightgbm) stay lazy
+    return cls.load(folder, load_child=load_learner) if kind in WRAPPER_TYPES else cls.load(folder)

@@ -6,6 +6,7 @@ native text format, scikit-learn parts to skops files that are loaded only when 
 trusts every type in them by default (scikit-learn estimators, numpy arrays and
 dtypes, plain containers): a file naming any other type or function, e.g. a
 ``FunctionTransformer(func=eval)``, is refused before anything in it is built.
+:func:`pipeline.models.load_learner` reads a learner's folder back.
 """
 
 from __future__ import annotations
@@ -50,23 +51,3 @@ def read_config(folder: str | Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found; is {folder} a folder written by a learner's save()?")
     return json.loads(path.read_text())
-
-
-def load_learner(folder: str | Path):
-    """A fitted learner from the folder its ``save`` wrote (``predict_proba`` ready)."""
-    from pipeline.models.classical import ClassicalFusionClassifier, PriorClassifier
-    from pipeline.models.late import LateFusionClassifier
-    from pipeline.models.tfidf import TfidfTextLearner
-    from pipeline.models.torch_head import TorchFusionClassifier
-
-    loaders = {
-        "classical": ClassicalFusionClassifier.load,
-        "prior": PriorClassifier.load,
-        "late": LateFusionClassifier.load,
-        "tfidf": TfidfTextLearner.load,
-        "torch": TorchFusionClassifier.load,
-    }
-    kind = read_config(folder).get("type")
-    if kind not in loaders:
-        raise ValueError(f"{folder}/learner.json: unknown learner type {kind!r}; known: {sorted(loaders)}")
-    return loaders[kind](folder)

@@ -52,6 +52,8 @@ class ClassicalFusionClassifier:
     seed : random state of the PCA solver.
     """
 
+    selects_on_validation = False  # validation rows are training rows
+
     def __init__(self, estimator, fusion: str, pca_dim: int = 32, seed: int = 0):
         self.estimator = estimator
         self.fusion = fusion
@@ -136,6 +138,8 @@ class BoosterClassifier:
 
 class PriorClassifier:
     """The ``dummy`` learner: every clip gets the training class shares; argmax = majority class (chance level)."""
+
+    selects_on_validation = False  # validation rows are counted with the training rows
 
     def fit(self, blocks: dict[str, np.ndarray], y: np.ndarray, validation: Validation = None) -> PriorClassifier:
         """Count the classes of the training (and validation) rows."""

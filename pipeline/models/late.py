@@ -13,7 +13,9 @@ Test clips get ``w * p_audio + (1 - w) * p_text``; a clip without text gets
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +75,11 @@ class LateFusionClassifier:
                 setattr(self, f"{m}_", refit)
         return self
 
+    @property
+    def selects_on_validation(self) -> bool:
+        """Whether both learners only select on validation rows; else those rows are refitted on (see :meth:`fit`)."""
+        return selects_on_validation(self.audio_learner) and selects_on_validation(self.text_learner)
+
     def _unimodal(self, blocks: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Audio and text probabilities in ``classes_`` order, and an (n, 1) has-text mask."""
         from pipeline.evaluation import predict_all_classes
@@ -96,14 +103,13 @@ class LateFusionClassifier:
         self.text_.save(folder / "text")
 
     @classmethod
-    def load(cls, folder: str | Path) -> LateFusionClassifier:
-        from pipeline.models.artifacts import load_learner
-
+    def load(cls, folder: str | Path, load_child: Callable[[Path], Any]) -> LateFusionClassifier:
+        """A fitted learner from :meth:`save`'s files; ``load_child`` reads ``audio/`` and ``text/``."""
         folder = Path(folder)
         config = read_config(folder)
         learner = cls(None, None)
         learner.weight_, learner.classes_ = config["weight"], np.array(config["classes"])
-        learner.audio_, learner.text_ = load_learner(folder / "audio"), load_learner(folder / "text")
+        learner.audio_, learner.text_ = load_child(folder / "audio"), load_child(folder / "text")
         return learner
 
 

@@ -7,7 +7,9 @@ clip has none) by the reduced matrix and fits the learner on that.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.decomposition import TruncatedSVD
@@ -82,12 +84,11 @@ class TfidfTextLearner:
         self.learner_.save(folder / "learner")
 
     @classmethod
-    def load(cls, folder: str | Path) -> TfidfTextLearner:
-        from pipeline.models.artifacts import load_learner
-
+    def load(cls, folder: str | Path, load_child: Callable[[Path], Any]) -> TfidfTextLearner:
+        """A fitted learner from :meth:`save`'s files; ``load_child`` reads the wrapped learner in ``learner/``."""
         folder = Path(folder)
         learner = cls(None, dim=read_config(folder)["dim"])
         learner.text_ = load_skops(folder / "text.skops")
-        learner.learner_ = load_learner(folder / "learner")
+        learner.learner_ = load_child(folder / "learner")
         learner.classes_ = learner.learner_.classes_
         return learner

@@ -68,6 +68,7 @@ def run(params: Params) -> None:
             {**meta, "store": "melspec", "layout": "(n_mels, n_frames)"},
         ),
     ]
+    audio_features.compile_jit_kernels(config)  # before the workers start: numba's cache is not safe to race
     with ClipStores(params, stores) as out:
         rows = functools.partial(tabulate, names=names)
         failures, n_cached = out.run(extract_file, tasks, rows, "features", "audio features", cache)

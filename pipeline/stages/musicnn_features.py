@@ -58,7 +58,7 @@ def run(params: Params) -> None:
     }
     manifest, tasks = manifest_tasks((config, *window))
     if params.musicnn.enabled:  # fail early, once, on missing or corrupt weights (naming the fix)
-        settings["weights_sha256"] = musicnn.weights_sha256(config.model)
+        settings["weights_sha256"] = musicnn_net.weights_sha256(config.model)
         load_musicnn(config.model)
     else:
         tasks = []

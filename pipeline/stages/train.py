@@ -5,12 +5,14 @@ from __future__ import annotations
 import resource
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from pipeline.evaluation import cross_validate, make_splits, per_class_report, sorted_labels, summarize
+from pipeline.evaluation import Split, cross_validate, make_splits, per_class_report, sorted_labels, summarize
 from pipeline.features.text import clean_text
 from pipeline.fusion import FUSIONS, MODALITIES, modalities_for
 from pipeline.models import make_learner
@@ -29,6 +31,25 @@ from pipeline.store import (
 
 LIBRARIES = ("scikit-learn", "lightgbm", "torch")
 
+TEXT_CLEANING = ("strip_timestamps", "strip_sections", "lowercase")  # the text.* keys TF-IDF texts are cleaned with
+# The params.yaml keys that every variant's results depend on: each train stage of dvc.yaml lists them, plus
+# those :func:`param_keys` adds for its variant (tests/test_dvc_params.py keeps dvc.yaml and this in step).
+# oof.parquet and metrics.json record the whole ``eval`` and ``train`` sections as provenance (``run_params``).
+TRAIN_PARAM_KEYS = (
+    "seed",
+    "dataset.labels",
+    "eval.scheme",
+    "eval.n_folds",
+    "eval.n_repeats",
+    "eval.val_fraction",
+    "train.audio_sets",
+    "train.pca_dim",
+    "train.class_weight",
+    "train.n_threads",
+    "text.representation",
+    "text.tfidf_dim",
+    *(f"text.{key}" for key in TEXT_CLEANING),
+)
 
 # audio set -> (store, prefix of its columns; None = every numeric column)
 AUDIO_SET_COLUMNS = {
@@ -38,6 +59,25 @@ AUDIO_SET_COLUMNS = {
     "musicnn_penultimate": (MUSICNN_STORE, "penultimate_"),
     "musicnn_tags": (MUSICNN_STORE, "tag_"),
 }
+# audio set -> the params section whose ``enabled`` switch empties its store (the descriptors are always on)
+AUDIO_SET_SWITCH = {
+    "essentia": "essentia",
+    "musicnn": "musicnn",
+    "musicnn_penultimate": "musicnn",
+    "musicnn_tags": "musicnn",
+}
+
+
+def param_keys(model: str, audio_sets: list[str] | None = None) -> list[str]:
+    """The params.yaml keys variant ``model`` (with ``--audio-sets audio_sets``) reads, as its DVC stage lists them.
+
+    :data:`TRAIN_PARAM_KEYS`, the ``enabled`` switch of each ``--audio-sets`` store and the
+    learner's own section ``train.<model>`` (the dummy has none). ``musicnn.enabled`` also
+    decides the clips of every variant (:func:`shared_audio_sets`), through the musicnn
+    store that it empties: a dependency of every train stage.
+    """
+    switches = sorted({f"{AUDIO_SET_SWITCH[s]}.enabled" for s in audio_sets or [] if s in AUDIO_SET_SWITCH})
+    return [*TRAIN_PARAM_KEYS, *switches, *([] if model == "dummy" else [f"train.{model}"])]
 
 
 def load_audio_block(audio_sets: list[str]) -> pd.DataFrame:
@@ -65,13 +105,22 @@ def shared_stores(params: Params) -> set:
     return {AUDIO_SET_COLUMNS[name][0] for name in shared_audio_sets(params)}
 
 
+class Blocks(NamedTuple):
+    """What :func:`load_blocks` reads: the clips a variant is scored on and their modality blocks."""
+
+    rows: pd.DataFrame  # the manifest rows kept: clip_id, label, group, split, fold
+    blocks: dict[str, np.ndarray]  # modality (audio, text, text_present) -> one row per clip of ``rows``
+    n_excluded: int  # manifest clips left out (missing from a feature store)
+    audio_names: list[str]  # the audio block's column names, ``<set>:<feature>``
+
+
 def load_blocks(
     audio_sets: list[str],
     text_representation: str = "embedding",
     cleaning: dict | None = None,
     melspec: bool = False,
     shared_sets: list[str] | None = None,
-) -> tuple[pd.DataFrame, dict[str, np.ndarray], int, list[str]]:
+) -> Blocks:
     """Manifest rows present in every feature store, the modality blocks, how many were dropped, audio column names.
 
     Every variant sees the same clips (and so the same folds), whatever its learner,
@@ -113,7 +162,7 @@ def load_blocks(
         else:
             blocks["text"] = matrix[text_rows]
         blocks["text_present"] = present[text_rows]
-    return rows.drop(columns=["text", "audio_path"]), blocks, int((~keep).sum()), list(audio.columns)
+    return Blocks(rows.drop(columns=["text", "audio_path"]), blocks, int((~keep).sum()), list(audio.columns))
 
 
 def lgbm_importance(fitted: list, fusion: str, audio_names: list[str], text_width: int) -> dict[str, float]:
@@ -146,58 +195,106 @@ def check_variant(model: str, fusion: str) -> None:
         raise ValueError(f"unknown fusion {fusion!r}; choose one of {FUSIONS}")
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One train variant: its learner, fusion and audio sets, and its name in ``models/`` and the report."""
+
+    model: str
+    fusion: str
+    name: str  # ``<model>``, or ``<model>@<set>+<set>`` with ``--audio-sets``
+    audio_sets: list[str]  # the audio stores of its audio modality
+    skipped: str | None = None  # why it cannot run here (a disabled store), if it cannot
+
+    @property
+    def out_dir(self) -> Path:
+        """``models/<name>-<fusion>``."""
+        return MODELS / f"{self.name}-{self.fusion}"
+
+
+class Evaluation(NamedTuple):
+    """A variant's protocol (labels, splits) and what cross-validation made of it."""
+
+    classes: list[str]  # label names; ``y`` and the columns of ``proba`` index them
+    y: np.ndarray
+    splits: list[Split]
+    proba: np.ndarray  # (test rows of all splits, classes)
+    per_fold: list[dict]
+    fitted: list  # the learner of each split
+    train_seconds: float
+
+
 def run(params: Params, model: str, fusion: str, audio_sets: list[str] | None = None) -> None:
     """Write models/<model>-<fusion>/{metrics.json, oof.parquet, folds/} (+ importance.json for lgbm).
 
     ``audio_sets`` replaces ``train.audio_sets`` for this variant, which is then named
     ``<model>@<set>+<set>`` (``models/lgbm@musicnn-concat``) in its folder and the report.
     """
-    check_variant(model, fusion)
-    variant = model
-    if audio_sets is not None:
-        check_audio_sets(params, audio_sets, "--audio-sets", require_enabled=False)
-        if model in ("dummy", "cnn"):
-            raise ValueError(f"--audio-sets applies to the vector learners; {model} does not read audio stores")
-        variant = f"{model}@{'+'.join(audio_sets)}"
-    out_dir = MODELS / f"{variant}-{fusion}"
-    if audio_sets is not None:
-        disabled = sorted(
-            {"essentia" for s in audio_sets if s == "essentia" and not params.essentia.enabled}
-            | {"musicnn" for s in audio_sets if s.startswith("musicnn") and not params.musicnn.enabled}
-        )
-        if disabled:
-            reason = " and ".join(f"{d}.enabled is false" for d in disabled)
-            write_skipped(out_dir, variant, fusion, f"its audio sets need {', '.join(disabled)}, and {reason}")
-            return
-        outside = [s for s in audio_sets if AUDIO_SET_COLUMNS[s][0] not in shared_stores(params)]
-        if outside:
-            raise ValueError(
-                f"--audio-sets {outside}: every variant is scored on the clips of the stores in "
-                f"{shared_audio_sets(params)}; add {outside} to train.audio_sets so that all variants share clips"
-            )
-    audio_sets = list(audio_sets or params.train.audio_sets)
-    text, ev = params.text, params.eval
-    cleaning = {
-        "strip_timestamps": text.strip_timestamps,
-        "strip_sections": text.strip_sections,
-        "lowercase": text.lowercase,
-    }
-    rows, all_blocks, n_excluded, audio_names = load_blocks(
-        audio_sets, text.representation, cleaning, melspec=model == "cnn", shared_sets=shared_audio_sets(params)
-    )
-    available = [m for m in MODALITIES if m in all_blocks]
-    wanted = tuple(available[:1]) if model == "dummy" else modalities_for(fusion)
-    absent = [m for m in wanted if m not in all_blocks]
-    if absent:
-        write_skipped(out_dir, variant, fusion, ", ".join(f"no clip has {m}" for m in absent), absent)
+    variant = resolve_variant(params, model, fusion, audio_sets)
+    if variant.skipped:
+        write_skipped(variant.out_dir, variant.name, fusion, variant.skipped)
         return
-    blocks = {key: value for key, value in all_blocks.items() if key.removesuffix("_present") in wanted}
+    data = load_variant_blocks(params, variant)
+    wanted = wanted_modalities(variant, data.blocks)
+    absent = [m for m in wanted if m not in data.blocks]
+    if absent:
+        write_skipped(variant.out_dir, variant.name, fusion, ", ".join(f"no clip has {m}" for m in absent), absent)
+        return
+    blocks = {key: value for key, value in data.blocks.items() if key.removesuffix("_present") in wanted}
+    evaluation = cross_validate_variant(params, variant, data.rows, blocks)
+    write_outputs(params, variant, data, wanted, evaluation)
+
+
+def resolve_variant(params: Params, model: str, fusion: str, audio_sets: list[str] | None = None) -> Variant:
+    """Check a variant's learner, fusion and ``audio_sets`` (None: ``train.audio_sets``) and name it."""
+    check_variant(model, fusion)
+    if audio_sets is None:
+        return Variant(model, fusion, model, list(params.train.audio_sets))
+    check_audio_sets(params, audio_sets, "--audio-sets", require_enabled=False)
+    if model in ("dummy", "cnn"):
+        raise ValueError(f"--audio-sets applies to the vector learners; {model} does not read audio stores")
+    name = f"{model}@{'+'.join(audio_sets)}"
+    switches = {AUDIO_SET_SWITCH[s] for s in audio_sets if s in AUDIO_SET_SWITCH}
+    disabled = sorted(switch for switch in switches if not getattr(params, switch).enabled)
+    if disabled:
+        needs, off = ", ".join(disabled), " and ".join(f"{d}.enabled is false" for d in disabled)
+        return Variant(model, fusion, name, list(audio_sets), skipped=f"its audio sets need {needs}, and {off}")
+    outside = [s for s in audio_sets if AUDIO_SET_COLUMNS[s][0] not in shared_stores(params)]
+    if outside:
+        raise ValueError(
+            f"--audio-sets {outside}: every variant is scored on the clips of the stores in "
+            f"{shared_audio_sets(params)}; add {outside} to train.audio_sets so that all variants share clips"
+        )
+    return Variant(model, fusion, name, list(audio_sets))
+
+
+def load_variant_blocks(params: Params, variant: Variant) -> Blocks:
+    """:func:`load_blocks` for a variant: its audio sets (the log-mels for the cnn), its text representation."""
+    cleaning = {key: getattr(params.text, key) for key in TEXT_CLEANING}
+    return load_blocks(
+        variant.audio_sets,
+        params.text.representation,
+        cleaning,
+        melspec=variant.model == "cnn",
+        shared_sets=shared_audio_sets(params),
+    )
+
+
+def wanted_modalities(variant: Variant, blocks: dict[str, np.ndarray]) -> tuple[str, ...]:
+    """The modalities a variant reads: its fusion's, or the first one the corpus has for the dummy."""
+    available = [m for m in MODALITIES if m in blocks]
+    return tuple(available[:1]) if variant.model == "dummy" else modalities_for(variant.fusion)
+
+
+def cross_validate_variant(
+    params: Params, variant: Variant, rows: pd.DataFrame, blocks: dict[str, np.ndarray]
+) -> Evaluation:
+    """Labels and splits of the ``eval`` protocol, then a fresh learner fitted and scored per split."""
     classes = params.dataset.labels or read_metadata(MANIFEST)["classes"]
     y = np.array([classes.index(label) for label in rows["label"]])
-    groups = rows["group"].to_numpy() if rows["group"].notna().all() else None  # prepare allows all or none
+    ev = params.eval
     splits = make_splits(
         y,
-        groups,
+        grouping(rows),
         scheme=ev.scheme,
         n_folds=ev.n_folds,
         n_repeats=ev.n_repeats,
@@ -207,11 +304,17 @@ def run(params: Params, model: str, fusion: str, audio_sets: list[str] | None = 
         fold=rows["fold"].to_numpy(dtype=object) if ev.scheme == "predefined" else None,
     )
     fitted: list = []
-    tfidf_dim = text.tfidf_dim if text.representation == "tfidf" else None
+    tfidf_dim = params.text.tfidf_dim if params.text.representation == "tfidf" else None
     started = time.perf_counter()
     probabilities, per_fold = cross_validate(
         lambda: make_learner(
-            model, fusion, params.train, params.seed, tfidf_dim, ev.val_fraction, params.executor.dask()
+            variant.model,
+            variant.fusion,
+            params=params.train,
+            seed=params.seed,
+            tfidf_dim=tfidf_dim,
+            val_fraction=ev.val_fraction,
+            dask=params.executor.dask(),
         ),
         blocks,
         y,
@@ -220,9 +323,49 @@ def run(params: Params, model: str, fusion: str, audio_sets: list[str] | None = 
         fitted,
     )
     train_seconds = time.perf_counter() - started
+    return Evaluation(classes, y, splits, np.concatenate(probabilities), per_fold, fitted, train_seconds)
+
+
+def grouping(rows: pd.DataFrame) -> np.ndarray | None:
+    """Each clip's group, or None when the manifest has none (prepare allows all or none)."""
+    return rows["group"].to_numpy() if rows["group"].notna().all() else None
+
+
+def write_outputs(
+    params: Params, variant: Variant, data: Blocks, wanted: tuple[str, ...], evaluation: Evaluation
+) -> None:
+    """oof.parquet, the first repeat's fold models, metrics.json (+ importance.json for lgbm); print macro-F1."""
+    run_params = {
+        "seed": params.seed,
+        "eval": as_dict(params.eval),
+        "train": {**as_dict(params.train), "audio_sets": variant.audio_sets},
+    }
+    classes, splits = evaluation.classes, evaluation.splits
+    write_store(
+        oof_predictions(data.rows, evaluation),
+        variant.out_dir / "oof.parquet",
+        oof_schema(classes),
+        store_metadata(
+            "oof", run_params, LIBRARIES, MANIFEST, model=variant.name, fusion=variant.fusion, classes=classes
+        ),
+    )
+    save_fold_models(evaluation.fitted, splits, variant.out_dir / "folds")
+    metrics = variant_metrics(params, variant, data, wanted, evaluation, run_params)
+    write_json(metrics, variant.out_dir / "metrics.json")
+    all_blocks = data.blocks
+    if variant.model == "lgbm" and variant.fusion in ("audio", "text", "concat"):
+        text_width = all_blocks["text"].shape[1] if "text" in all_blocks and all_blocks["text"].ndim == 2 else 0
+        importance = lgbm_importance(evaluation.fitted, variant.fusion, data.audio_names, text_width)
+        write_json(importance, variant.out_dir / "importance.json")
+    f1 = metrics["summary"]["f1_macro"]
+    where = "the test split" if params.eval.scheme == "fixed" else f"{len(splits)} folds"
+    print(f"train {variant.name}-{variant.fusion}: macro-F1 {f1['mean']:.3f} ± {f1['std']:.3f} over {where}")
+
+
+def oof_predictions(rows: pd.DataFrame, evaluation: Evaluation) -> pd.DataFrame:
+    """One row per (repeat, test clip): fold, label, predicted label and ``proba_<class>`` columns."""
+    splits, proba, classes = evaluation.splits, evaluation.proba, evaluation.classes
     test_rows = np.concatenate([s.test for s in splits])
-    proba = np.concatenate(probabilities)
-    first_repeat = np.concatenate([np.full(len(s.test), s.repeat == 0) for s in splits])
     predictions = pd.DataFrame(
         {
             "clip_id": rows["clip_id"].to_numpy()[test_rows],
@@ -234,33 +377,33 @@ def run(params: Params, model: str, fusion: str, audio_sets: list[str] | None = 
     )
     for k, c in enumerate(classes):
         predictions[f"proba_{c}"] = proba[:, k]
-    predictions = predictions.sort_values(["repeat", "clip_id"], kind="stable").reset_index(drop=True)
-    run_params = {
-        "seed": params.seed,
-        "eval": as_dict(ev),
-        "train": {**as_dict(params.train), "audio_sets": audio_sets},
-    }
-    write_store(
-        predictions,
-        out_dir / "oof.parquet",
-        oof_schema(classes),
-        store_metadata("oof", run_params, LIBRARIES, MANIFEST, model=variant, fusion=fusion, classes=classes),
-    )
-    save_fold_models(fitted, splits, out_dir / "folds")
-    metrics = {
-        "model": variant,
+    return predictions.sort_values(["repeat", "clip_id"], kind="stable").reset_index(drop=True)
+
+
+def variant_metrics(
+    params: Params, variant: Variant, data: Blocks, wanted: tuple[str, ...], evaluation: Evaluation, run_params: dict
+) -> dict:
+    """The content of metrics.json: the variant, its clips and protocol, per-fold and summary scores, runtime."""
+    model, rows, all_blocks = variant.model, data.rows, data.blocks
+    blocks = {key: value for key, value in all_blocks.items() if key.removesuffix("_present") in wanted}
+    classes, y, splits, proba = evaluation.classes, evaluation.y, evaluation.splits, evaluation.proba
+    ev = params.eval
+    test_rows = np.concatenate([s.test for s in splits])
+    first_repeat = np.concatenate([np.full(len(s.test), s.repeat == 0) for s in splits])
+    return {
+        "model": variant.name,
         "learner": model,
-        "fusion": fusion,
+        "fusion": variant.fusion,
         "classes": classes,
         "scheme": ev.scheme,
         "n_clips": len(rows),
         "n_test_clips": len(np.unique(test_rows)),
-        "n_excluded": n_excluded,
+        "n_excluded": data.n_excluded,
         "n_folds": len({s.fold for s in splits}),
         "n_repeats": len({s.repeat for s in splits}),
         # predefined scheme: the manifest's fold label of each fold index in oof.parquet and "folds"
         "fold_labels": sorted_labels(set(rows["fold"].astype(str))) if ev.scheme == "predefined" else None,
-        "grouped": groups is not None,
+        "grouped": grouping(rows) is not None,
         "feature_dims": {
             m: list(blocks[m].shape[1:]) if blocks[m].ndim == 3 else int(blocks[m].shape[1])
             for m in wanted
@@ -268,13 +411,13 @@ def run(params: Params, model: str, fusion: str, audio_sets: list[str] | None = 
         },
         # what the audio modality was made of: the audio sets, the log-mel tensor (cnn), or nothing
         "audio_sets": (
-            [] if "audio" not in wanted or model == "dummy" else ["melspec"] if model == "cnn" else audio_sets
+            [] if "audio" not in wanted or model == "dummy" else ["melspec"] if model == "cnn" else variant.audio_sets
         ),
-        "text_representation": text.representation if "text" in blocks else None,
+        "text_representation": params.text.representation if "text" in blocks else None,
         "n_without_text": int((~all_blocks["text_present"]).sum()) if "text" in all_blocks else len(rows),
-        "modalities": available,
-        "folds": per_fold,
-        "summary": summarize(per_fold),
+        "modalities": [m for m in MODALITIES if m in all_blocks],
+        "folds": evaluation.per_fold,
+        "summary": summarize(evaluation.per_fold),
         # per-class scores and confusion counts of the first repeat: one prediction per test clip
         **per_class_report(y[test_rows][first_repeat], proba[first_repeat], classes),
         "params": run_params,
@@ -282,17 +425,10 @@ def run(params: Params, model: str, fusion: str, audio_sets: list[str] | None = 
         # wall time of the whole protocol and the stage's peak memory: the only keys
         # that vary between identical runs
         "runtime": {
-            "train_seconds": round(train_seconds, 3),
+            "train_seconds": round(evaluation.train_seconds, 3),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         },
     }
-    write_json(metrics, out_dir / "metrics.json")
-    if model == "lgbm" and fusion in ("audio", "text", "concat"):
-        text_width = all_blocks["text"].shape[1] if "text" in all_blocks and all_blocks["text"].ndim == 2 else 0
-        write_json(lgbm_importance(fitted, fusion, audio_names, text_width), out_dir / "importance.json")
-    f1 = metrics["summary"]["f1_macro"]
-    where = "the test split" if ev.scheme == "fixed" else f"{len(splits)} folds"
-    print(f"train {variant}-{fusion}: macro-F1 {f1['mean']:.3f} ± {f1['std']:.3f} over {where}")
 
 
 def write_skipped(out_dir: Path, model: str, fusion: str, reason: str, absent: list[str] = ()) -> None:

@@ -12,7 +12,8 @@ import soundfile as sf
 from pipeline.audio_io import AudioDecodeError
 from pipeline.datasets.manifest import ManifestError, read_manifest_file
 from pipeline.executor import ClipTask, map_clips
-from pipeline.features.audio import AudioFeatureConfig, ClipError
+from pipeline.features import ClipError
+from pipeline.features.audio import AudioFeatureConfig
 from pipeline.stages.audio_features import extract_file
 
 SR = 22050

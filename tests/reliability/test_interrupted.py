@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from pipeline.stages import AUDIO_STORE
 
@@ -20,6 +21,7 @@ def mmer(project: Path, *args: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_kill_during_audio_extraction_then_rerun(project):
     from tests.conftest import write_params
 

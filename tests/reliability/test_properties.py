@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from pipeline.audio_io import AudioDecodeError
 from pipeline.datasets.manifest import ManifestError, validate_manifest
-from pipeline.features.audio import AudioFeatureConfig, ClipError, extract_clip, feature_names
+from pipeline.features import ClipError
+from pipeline.features.audio import AudioFeatureConfig, extract_clip, feature_names
 from pipeline.stages.audio_features import extract_file
 
 CONFIG = AudioFeatureConfig(melspec_frames=64)
