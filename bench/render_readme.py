@@ -100,6 +100,19 @@ def merge_rows(result: Result) -> list[list[str]]:
     return rows
 
 
+DETERMINISM_OUTPUTS = ("audio", "melspec", "musicnn", "text", "logreg-concat", "lgbm-concat", "mlp-concat", "cnn-audio")
+
+
+def determinism_rows(result: Result) -> list[list[str]]:
+    """bench/determinism.py: per environment, each output identical to the baseline run or its largest deviation."""
+    environments = [k.removesuffix("_seconds") for k in result if k.endswith("_seconds") and k != "baseline_seconds"]
+    rows = []
+    for env in environments:
+        cells = [result[f"{env}:{out}"] for out in DETERMINISM_OUTPUTS]
+        rows.append([f"`{env}`", *("identical" if v == 0 else f"{v:.1e}" for v in cells)])
+    return rows
+
+
 @dataclass(frozen=True)
 class Bench:
     """What a benchmark measures and how its JSON becomes a table."""
@@ -160,6 +173,19 @@ BENCHES: dict[str, Bench] = {
             "chroma without tuning estimation and tonnetz from the STFT chroma instead of a CQT chroma; the rest is "
             "in [stores.md](../docs/stores.md#audio-descriptors-featuresaudioparquet)."
         ),
+    ),
+    "determinism": Bench(
+        title="Determinism: what depends on the CPU's kernels",
+        command="python bench/determinism.py --json bench/results/determinism.json",
+        measured="2026-12",
+        about=(
+            "A 24-clip demo project through the audio, musicnn and text stages and four train variants, once per "
+            "environment, with the same library versions: each environment makes a library pick another kernel, "
+            "as another CPU or setting would. Each cell: `identical` to the baseline run, or the largest deviation "
+            "relative to the column's scale."
+        ),
+        header=("environment", *DETERMINISM_OUTPUTS),
+        rows=determinism_rows,
     ),
     "long_clip": Bench(
         title="Long recordings",

@@ -4,7 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow  # a cold numba compile in a fresh process
 def test_compile_jit_kernels_fills_the_numba_cache_for_the_beat_tracker(tmp_path):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     code = "from pipeline.features.audio import compile_jit_kernels; compile_jit_kernels()"

@@ -35,6 +35,12 @@ def test_cross_field_checks(tmp_path):
     path.write_text("dataset:\n  kind: merge\n")
     with pytest.raises(ParamsError, match="dataset.kind 'merge' needs dataset.root: the folder holding your corpus"):
         load_params(path)
+    # a manifest corpus with root left at the demo's folder: DVC would watch the wrong folder
+    path.write_text("dataset:\n  kind: manifest\n  manifest: corpus/clips.csv\n")
+    with pytest.raises(ParamsError, match="dataset.kind 'manifest' needs dataset.root: the folder holding your corpus"):
+        load_params(path)
+    path.write_text("dataset:\n  kind: manifest\n  manifest: corpus/clips.csv\n  root: corpus\n")
+    assert load_params(path).dataset.root == "corpus"
     path.write_text("dataset:\n  kind: ravdess\n")
     with pytest.raises(
         ParamsError, match="dataset.kind must be 'demo', 'manifest', 'merge' or 'folders', got 'ravdess'"
