@@ -1,6 +1,7 @@
 """The report stage on a small real run: files, content, figures, and a headless browser."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -23,13 +24,27 @@ VARIANTS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def reported_project(tiny_project, tmp_path_factory):
+    """The tiny project with VARIANTS trained (2 repeats) and reported, built once for this module's readers."""
+    root = tmp_path_factory.mktemp("reported") / "project"
+    shutil.copytree(tiny_project, root)
+    write_params(root, {"eval": {"n_repeats": 2}})
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for model, fusion in VARIANTS:
+            train.run(load_params(), model, fusion)
+        report.run()
+    finally:
+        os.chdir(cwd)
+    return root
+
+
 @pytest.fixture
-def reported(project):
-    write_params(project, {"eval": {"n_repeats": 2}})
-    for model, fusion in VARIANTS:
-        train.run(load_params(), model, fusion)
-    report.run()
-    return project / "reports"
+def reported(reported_project):
+    """The reports folder (read it, do not change it: other tests share it)."""
+    return reported_project / "reports"
 
 
 def test_metrics_json_shape_with_ci_and_p_values(reported):
@@ -147,7 +162,10 @@ def test_report_renders_in_a_headless_browser(reported, tmp_path):
     assert (pixels < 128).mean() > 0.01
 
 
-def test_runs_on_different_clips_are_refused(reported, project):
+def test_runs_on_different_clips_are_refused(reported_project, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    shutil.copytree(reported_project, project)
+    monkeypatch.chdir(project)
     oof_path = project / "models" / "logreg-audio" / "oof.parquet"
     oof = pd.read_parquet(oof_path)
     oof.iloc[:-1].to_parquet(oof_path)  # a stale variant scored on one clip fewer

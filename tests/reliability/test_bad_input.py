@@ -247,7 +247,7 @@ def test_long_rtl_cjk_emoji_and_empty_texts_embed_or_count_as_missing(project):
 
     manifest = read_store(MANIFEST)
     texts = {
-        0: "la la love " * 100_000,  # about 1 MB
+        0: "la la love " * 4_000,  # 44 KB: 12,000 word-pieces, more windows than one batch holds
         1: "أحبك يا قمري " * 20,  # right-to-left
         2: "我爱你 🌙💔 사랑해",
         3: "   \n\t ",
@@ -266,6 +266,9 @@ def test_long_rtl_cjk_emoji_and_empty_texts_embed_or_count_as_missing(project):
         cid = manifest["clip_id"][row]
         assert present[by_id[cid]] and np.isfinite(matrix[by_id[cid]]).all()
         assert abs(np.linalg.norm(matrix[by_id[cid]]) - 1) < 1e-4
-    assert store.loc[manifest["clip_id"][0], "n_chunks"] > 1000  # every word-piece of the long text, not 256
+    long_text = store.loc[manifest["clip_id"][0]]
+    assert long_text["n_tokens"] == 12_000  # every word-piece of the long text, not the first window's
+    window, overlap = 256 - 2, load_params().text.overlap  # MiniLM: 256 positions, [CLS] and [SEP]
+    assert long_text["n_chunks"] == -(-(12_000 - overlap) // (window - overlap)) > load_params().text.batch_size
     for row in (3, 4):
         assert not store.loc[manifest["clip_id"][row], "has_text"]
