@@ -57,7 +57,7 @@ bench: $(STAMP)
 bench-readme: $(STAMP)  # bench/README.md from bench/results/*.json
 	$(BIN)/python bench/render_readme.py
 
-bench-determinism: $(STAMP)  # about 10 minutes on 2 cores: which outputs depend on the CPU's kernels
+bench-determinism: $(STAMP)  # about 8 minutes on 2 cores: which outputs depend on the CPU's kernels
 	$(BIN)/python bench/determinism.py --json bench/results/determinism.json
 	$(BIN)/python bench/render_readme.py
 

@@ -7,6 +7,8 @@ kernel a library picked at run time, never from a version change. Each store is 
 with the baseline run: byte-identical table contents, or the largest relative deviation.
 
 Environments (each emulates what another machine or setting would pick):
+- ``baseline_again``: nothing changed, a second run (same machine, same versions: every
+  output file should be byte-identical, and the bench records whether it is);
 - ``threads_1``: one OpenMP/MKL thread in the feature stages (the default is all cores);
 - ``torch_no_avx2``: torch's own kernels without AVX2 (``ATEN_CPU_CAPABILITY=default``);
 - ``onednn_sse41``: oneDNN (torch's convolutions) limited to SSE4.1;
@@ -14,7 +16,7 @@ Environments (each emulates what another machine or setting would pick):
 - ``numpy_no_avx2``: numpy's SIMD dispatch without AVX/AVX2/FMA3;
 - ``openblas_sandybridge``: OpenBLAS (numpy/scipy's BLAS) with its AVX-only kernels.
 
-Run: ``python bench/determinism.py --json bench/results/determinism.json`` (about 10 min on 2 cores).
+Run: ``python bench/determinism.py --json bench/results/determinism.json`` (about 8 min on 2 cores).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from results_io import emit  # noqa: E402  (bench/ is on sys.path when run as a 
 
 ENVIRONMENTS: dict[str, dict[str, str]] = {
     "baseline": {},
+    "baseline_again": {},
     "threads_1": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
     "torch_no_avx2": {"ATEN_CPU_CAPABILITY": "default"},
     "onednn_sse41": {"ONEDNN_MAX_CPU_ISA": "SSE41"},
@@ -57,12 +60,16 @@ OUTPUTS = {
     **{f"models/{m}-{f}/oof.parquet": f"{m}-{f}" for m, f in VARIANTS},
 }
 OVERRIDES = {
-    "demo": {"n_clips": 24, "duration_s": 4.0},
+    "demo": {"n_clips": 16, "duration_s": 3.0},
     "essentia": {"enabled": False},
     "cache": {"enabled": False},
-    "audio": {"melspec_frames": 128},
+    "audio": {"melspec_frames": 64},
     "eval": {"n_folds": 3},
-    "train": {"cnn": {"max_epochs": 4}, "mlp": {"max_epochs": 30}, "lgbm": {"n_estimators": 50}},
+    "train": {
+        "cnn": {"max_epochs": 2, "patience": 2},
+        "mlp": {"max_epochs": 10, "patience": 5},
+        "lgbm": {"n_estimators": 20},
+    },
 }
 
 
@@ -115,7 +122,7 @@ def main() -> None:
         (template / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         for stage in ("demo", "prepare"):
             subprocess.run(["mmer", stage], cwd=template, env=base_env, check=True, capture_output=True)
-        result: dict = {}
+        result: dict = {"date": time.strftime("%Y-%m-%d"), "clips": OVERRIDES["demo"]["n_clips"]}
         baseline: dict[str, np.ndarray] = {}
         for name, extra in ENVIRONMENTS.items():
             folder = Path(tmp) / name
@@ -129,6 +136,12 @@ def main() -> None:
                     continue
                 same = values.shape == baseline[label].shape and np.array_equal(values, baseline[label], equal_nan=True)
                 result[f"{name}:{label}"] = 0.0 if same else deviation(values, baseline[label])
+            if name == "baseline_again":  # whole files, metadata included
+                result["baseline_again_same_bytes"] = [
+                    label
+                    for store, label in OUTPUTS.items()
+                    if (folder / store).read_bytes() == (Path(tmp) / "baseline" / store).read_bytes()
+                ]
             print(f"{name}: {seconds:.1f} s", file=sys.stderr)
     emit(result, args.json)
 

@@ -179,13 +179,14 @@ BENCHES: dict[str, Bench] = {
         command="python bench/determinism.py --json bench/results/determinism.json",
         measured="2026-12",
         about=(
-            "A 24-clip demo project through the audio, musicnn and text stages and four train variants, once per "
-            "environment, with the same library versions: each environment makes a library pick another kernel, "
-            "as another CPU or setting would. Each cell: `identical` to the baseline run, or the largest deviation "
-            "relative to the column's scale."
+            "A {clips}-clip demo project through the audio, musicnn and text stages and four train variants, once "
+            "per environment, with the same library versions: each environment makes a library pick another kernel, "
+            "as another CPU or setting would (`baseline_again` changes nothing). Each cell: `identical` values to "
+            "the baseline run, or the largest deviation relative to the column's scale."
         ),
         header=("environment", *DETERMINISM_OUTPUTS),
         rows=determinism_rows,
+        notes="Byte-identical files (metadata included) in the second unchanged run: {baseline_again_same_bytes}.",
     ),
     "long_clip": Bench(
         title="Long recordings",

@@ -13,6 +13,7 @@ import glob
 import hashlib
 import json
 import os
+import platform
 import shutil
 import socket
 import sys
@@ -442,12 +443,51 @@ def library_versions(names: Iterable[str]) -> dict[str, str]:
     return versions
 
 
+# Environment variables that change which floating-point kernels numpy, OpenBLAS, MKL, oneDNN or torch run.
+KERNEL_ENV = (
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "NPY_DISABLE_CPU_FEATURES",
+    "OPENBLAS_CORETYPE",
+    "OMP_NUM_THREADS",
+)
+
+
+def cpu_signature() -> dict[str, Any]:
+    """The machine facts besides library versions that decide a float's last bits.
+
+    The CPU model, the SIMD features numpy detects at run time (``AVX2``, ``FMA3``,
+    ``AVX512F``, ...; the BLAS, FFT and torch kernels are picked by the same
+    instruction sets) and any :data:`KERNEL_ENV` variable that overrides that choice.
+    """
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "machine": platform.machine(),
+        "model": model,
+        "simd": sorted(name for name, present in __cpu_features__.items() if present),
+        "kernel_env": {name: os.environ[name] for name in KERNEL_ENV if name in os.environ},
+    }
+
+
 def store_metadata(store: str, params: dict, libraries: Iterable[str], manifest_path: str | Path, **extra: Any) -> dict:
-    """The metadata document every store carries."""
+    """The metadata document every store carries (``cpu``: see :func:`cpu_signature`)."""
     return {
         "store": store,
         "params": params,
         "versions": library_versions(["mmer", "numpy", "pyarrow", *libraries]),
+        "cpu": cpu_signature(),
         "manifest_sha256": file_sha256(manifest_path),
         **extra,
     }

@@ -1,17 +1,34 @@
-"""One real `dvc repro` of the whole graph on a tiny corpus, in a fresh git repo."""
+"""Real `dvc repro` runs of the whole graph on tiny corpora, each in a fresh git repo.
+
+The three runs (bimodal, audio-only, text-only) start together: a run is one process
+at a time, so on two cores they finish in about the time of the longest alone.
+"""
 
 import json
 import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, write_params
+from tests.conftest import REPO, merge, write_params
 
 pytestmark = pytest.mark.slow
+
+# On top of tests/conftest.py's tiny corpus: these tests check the graph, its outputs and
+# skips, not what the learners learn, so 24 demo clips (6 per quadrant) and a few epochs.
+E2E = {
+    "demo": {"n_clips": 24},
+    "eval": {"n_folds": 3},
+    "train": {
+        "mlp": {"max_epochs": 8, "patience": 3},
+        "multitask": {"max_epochs": 8, "patience": 3},
+        "cnn": {"max_epochs": 3, "patience": 2},
+    },
+}
 
 
 def run(cmd, cwd, env):
@@ -32,6 +49,7 @@ def init_project(tmp_path: Path, overrides: dict) -> tuple[Path, dict]:
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "HF_HUB_OFFLINE": "1",
         "PYTHONPATH": str(tmp_path),
+        "OMP_WAIT_POLICY": "PASSIVE",  # idle OpenMP threads sleep instead of spinning on a core the next run needs
     }
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     run(["git", "init", "-q"], tmp_path, env)
@@ -41,9 +59,87 @@ def init_project(tmp_path: Path, overrides: dict) -> tuple[Path, dict]:
     return bin_dir, env
 
 
-def test_dvc_repro_end_to_end(tmp_path):
-    bin_dir, env = init_project(tmp_path, {"eval": {"n_folds": 3}})
-    run([str(bin_dir / "dvc"), "repro"], tmp_path, env)
+def audio_only_corpus(folder: Path) -> dict:
+    """Two pitch classes of 9 sine clips each, one folder per class; returns the ``dataset`` params."""
+    import numpy as np
+    import soundfile as sf
+
+    for label, pitch in (("low", 220.0), ("high", 880.0)):
+        (folder / "corpus" / label).mkdir(parents=True)
+        for k in range(9):
+            t = np.arange(33075) / 22050
+            noise = 0.01 * np.random.default_rng(k).normal(size=t.size)
+            y = 0.3 * np.sin(2 * np.pi * pitch * (1 + 0.02 * k) * t) + noise
+            sf.write(folder / "corpus" / label / f"clip{k}.wav", y.astype(np.float32), 22050)
+    return {"kind": "folders", "root": "corpus"}
+
+
+def text_only_corpus(folder: Path) -> dict:
+    """Two word classes of 9 texts each in a CSV manifest without audio; returns the ``dataset`` params."""
+    import pandas as pd
+
+    (folder / "corpus").mkdir()
+    words = {"joy": "sunny dancing laughter", "gloom": "lonely tears grey"}
+    rows = [{"clip_id": f"{lab}{k}", "text": f"{w} {k}", "label": lab} for lab, w in words.items() for k in range(9)]
+    pd.DataFrame(rows).to_csv(folder / "corpus" / "texts.csv", index=False)
+    return {"kind": "manifest", "root": "corpus", "manifest": "corpus/texts.csv"}
+
+
+# test name -> the corpus its run reads (None: the demo corpus); each run takes one core
+SINGLE_CORE = {"executor": {"n_jobs": 1}, "train": {"n_threads": 1}}
+PROJECTS = {
+    "test_dvc_repro_end_to_end": None,
+    "test_audio_only_corpus_through_dvc_repro": audio_only_corpus,
+    "test_text_only_corpus_through_dvc_repro": text_only_corpus,
+}
+
+
+@dataclass
+class Repro:
+    """A project folder and its `dvc repro`, running or done."""
+
+    folder: Path
+    bin_dir: Path
+    env: dict
+    process: subprocess.Popen
+
+    def finished(self) -> Path:
+        """Wait for the run; fail with its log's tail unless it succeeded. Returns the folder."""
+        if self.process.wait() != 0:
+            log = (self.folder / "repro.log").read_text()
+            pytest.fail(f"dvc repro in {self.folder} failed ({self.process.returncode}):\n{log[-4000:]}")
+        return self.folder
+
+    def dvc(self, *args: str) -> str:
+        return run([str(self.bin_dir / "dvc"), *args], self.folder, self.env)
+
+
+@pytest.fixture(scope="module")
+def repros(request, tmp_path_factory):
+    """The `dvc repro` of each selected test of this module, all started at once."""
+    selected = {item.name for item in request.session.items if item.module.__name__ == __name__}
+    started = {}
+    for name, make_corpus in PROJECTS.items():
+        if name not in selected:
+            continue
+        folder = tmp_path_factory.mktemp(name.removeprefix("test_"))
+        overrides = merge(E2E, SINGLE_CORE)
+        if make_corpus is not None:
+            overrides = merge(overrides, {"essentia": {"enabled": False}, "dataset": make_corpus(folder)})
+        bin_dir, env = init_project(folder, overrides)
+        with open(folder / "repro.log", "w") as log:
+            process = subprocess.Popen([str(bin_dir / "dvc"), "repro"], cwd=folder, env=env, stdout=log, stderr=log)
+        started[name] = Repro(folder, bin_dir, env, process)
+    yield started
+    for repro in started.values():
+        if repro.process.poll() is None:
+            repro.process.kill()
+            repro.process.wait()
+
+
+def test_dvc_repro_end_to_end(repros):
+    repro = repros["test_dvc_repro_end_to_end"]
+    tmp_path = repro.finished()
 
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
     every = ["audio", "concat", "late", "mean", "product", "text"]
@@ -78,38 +174,24 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert (tmp_path / "dvc.lock").exists()
 
     assert (tmp_path / "reports" / "index.html").read_text().count("<svg") >= 7
-    shown = run([str(bin_dir / "dvc"), "metrics", "show"], tmp_path, env)
+    shown = repro.dvc("metrics", "show")
     assert "reports/metrics.json" in shown and "f1_macro" in shown
-    run([str(bin_dir / "dvc"), "plots", "show", "--out", str(tmp_path / "dvc_plots")], tmp_path, env)
+    repro.dvc("plots", "show", "--out", str(tmp_path / "dvc_plots"))
     assert (tmp_path / "dvc_plots" / "index.html").exists()
 
-    again = run([str(bin_dir / "dvc"), "repro"], tmp_path, env)
+    again = repro.dvc("repro")
     assert "Running stage" not in again
-    status = run([str(bin_dir / "dvc"), "status"], tmp_path, env)
-    assert "up to date" in status
+    assert "up to date" in repro.dvc("status")
 
 
-def single_modality_repro(tmp_path: Path, dataset: dict) -> tuple[dict, str]:
-    bin_dir, env = init_project(tmp_path, {"eval": {"n_folds": 3}, "essentia": {"enabled": False}, "dataset": dataset})
-    run([str(bin_dir / "dvc"), "repro"], tmp_path, env)
-    metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
-    return metrics, (tmp_path / "reports" / "leaderboard.md").read_text()
+def single_modality_results(repro: Repro) -> tuple[dict, str]:
+    """A finished single-modality run's metrics.json and leaderboard."""
+    reports = repro.finished() / "reports"
+    return json.loads((reports / "metrics.json").read_text()), (reports / "leaderboard.md").read_text()
 
 
-def test_audio_only_corpus_through_dvc_repro(tmp_path):
-    import numpy as np
-    import soundfile as sf
-
-    for label, pitch in (("low", 220.0), ("high", 880.0)):
-        folder = tmp_path / "corpus" / label
-        folder.mkdir(parents=True)
-        for k in range(9):
-            t = np.arange(33075) / 22050
-            y = 0.3 * np.sin(2 * np.pi * pitch * (1 + 0.02 * k) * t) + 0.01 * np.random.default_rng(k).normal(
-                size=t.size
-            )
-            sf.write(folder / f"clip{k}.wav", y.astype(np.float32), 22050)
-    metrics, board = single_modality_repro(tmp_path, {"kind": "folders", "root": "corpus"})
+def test_audio_only_corpus_through_dvc_repro(repros):
+    metrics, board = single_modality_results(repros["test_audio_only_corpus_through_dvc_repro"])
     assert {m: sorted(f) for m, f in metrics.items()} == {
         "cnn": ["audio"],
         "dummy": ["none"],
@@ -122,17 +204,8 @@ def test_audio_only_corpus_through_dvc_repro(tmp_path):
     assert "no text in this corpus: 25 variants that need it were skipped" in board
 
 
-def test_text_only_corpus_through_dvc_repro(tmp_path):
-    import pandas as pd
-
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    words = {"joy": "sunny dancing laughter", "gloom": "lonely tears grey"}
-    rows = [{"clip_id": f"{lab}{k}", "text": f"{w} {k}", "label": lab} for lab, w in words.items() for k in range(9)]
-    pd.DataFrame(rows).to_csv(corpus / "texts.csv", index=False)
-    metrics, board = single_modality_repro(
-        tmp_path, {"kind": "manifest", "root": "corpus", "manifest": "corpus/texts.csv"}
-    )
+def test_text_only_corpus_through_dvc_repro(repros):
+    metrics, board = single_modality_results(repros["test_text_only_corpus_through_dvc_repro"])
     assert {m: sorted(f) for m, f in metrics.items()} == {
         "dummy": ["none"],
         "lgbm": ["text"],

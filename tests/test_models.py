@@ -242,6 +242,12 @@ def test_saved_learners_load_and_predict_the_same(name, fusion, tmp_path):
     np.testing.assert_allclose(loaded.predict_proba(blocks), learner.predict_proba(blocks), rtol=1e-6, atol=1e-9)
     np.testing.assert_array_equal(loaded.classes_, learner.classes_)
     assert not list((tmp_path / "model").rglob("*.pkl")) and not list((tmp_path / "model").rglob("*.joblib"))
+    assert not list((tmp_path / "model").rglob("*.skops"))
+    loaded.save(tmp_path / "again")  # equal models, equal bytes (dvc sees an unchanged output)
+    files = sorted(p.relative_to(tmp_path / "model") for p in (tmp_path / "model").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("*") if p.is_file())
+    for name in files:
+        assert (tmp_path / "model" / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
 
 
 def test_tfidf_learner_saves_and_loads(tmp_path):
@@ -251,6 +257,28 @@ def test_tfidf_learner_saves_and_loads(tmp_path):
     learner = make_learner("lgbm", "concat", params=FAST, seed=0, tfidf_dim=8).fit(blocks, y)
     learner.save(tmp_path / "m")
     np.testing.assert_allclose(load_learner(tmp_path / "m").predict_proba(blocks), learner.predict_proba(blocks))
+
+
+def test_fitted_files_rebuild_only_the_types_mmer_writes(tmp_path):
+    import json
+    import zipfile
+
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    from pipeline.models.artifacts import dump_fitted, load_fitted
+
+    scaler = StandardScaler().fit(np.arange(12.0).reshape(6, 2))
+    dump_fitted({"scaler": scaler}, tmp_path / "ok.npz")
+    np.testing.assert_array_equal(load_fitted(tmp_path / "ok.npz")["scaler"].scale_, scaler.scale_)
+    with pytest.raises(TypeError, match="not FunctionTransformer"):
+        dump_fitted({"f": FunctionTransformer(func=eval)}, tmp_path / "no.npz")
+    with zipfile.ZipFile(tmp_path / "ok.npz") as archive:
+        meta = json.loads(archive.read("meta.json"))
+    meta["scaler"]["type"] = "FunctionTransformer"
+    with zipfile.ZipFile(tmp_path / "altered.npz", "w") as archive:
+        archive.writestr("meta.json", json.dumps(meta))
+    with pytest.raises(ValueError, match="altered.npz: refusing to build 'FunctionTransformer'"):
+        load_fitted(tmp_path / "altered.npz")
 
 
 @pytest.mark.parametrize(
@@ -365,3 +393,15 @@ def test_load_learner_names_unknown_types_and_make_learner_takes_keywords(tmp_pa
         load_learner(tmp_path)
     with pytest.raises(TypeError):
         make_learner("logreg", "concat", FAST, 0)
+
+
+def test_a_wrapped_estimator_of_another_type_saves_as_skops(tmp_path):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from pipeline.models.classical import ClassicalFusionClassifier
+
+    blocks, y = two_axis_problem(n=60)
+    learner = ClassicalFusionClassifier(KNeighborsClassifier(3), "concat").fit(blocks, y)
+    learner.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["estimator.skops", "fitted.npz", "learner.json"]
+    np.testing.assert_array_equal(load_learner(tmp_path / "m").predict_proba(blocks), learner.predict_proba(blocks))

@@ -67,3 +67,19 @@ def test_json_is_byte_identical_for_equal_content(tmp_path):
     write_json({"b": 1, "a": [1.0, 2.0]}, tmp_path / "one.json")
     write_json({"a": [1.0, 2.0], "b": 1}, tmp_path / "two.json")
     assert (tmp_path / "one.json").read_bytes() == (tmp_path / "two.json").read_bytes()
+
+
+def test_store_metadata_records_the_cpu_and_kernel_overrides(tmp_path, monkeypatch):
+    from pipeline.store import KERNEL_ENV, store_metadata
+
+    manifest = tmp_path / "manifest.parquet"
+    manifest.write_bytes(b"m")
+    for name in KERNEL_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    cpu = store_metadata("audio", {}, [], manifest)["cpu"]
+    assert set(cpu) == {"machine", "model", "simd", "kernel_env"}
+    assert cpu["kernel_env"] == {"MKL_CBWR": "COMPATIBLE"}
+    assert cpu["simd"] == sorted(cpu["simd"])
+    if cpu["machine"] in ("x86_64", "AMD64"):
+        assert "SSE2" in cpu["simd"]  # every x86-64 CPU has it; numpy names features in capitals

@@ -19,7 +19,15 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.fusion import ELEMENTWISE, fuse, modalities_for
-from pipeline.models.artifacts import dump_skops, load_skops, read_config, write_config
+from pipeline.models.artifacts import (
+    FITTED_TYPES,
+    dump_fitted,
+    dump_skops,
+    load_fitted,
+    load_skops,
+    read_config,
+    write_config,
+)
 from pipeline.store import atomic_path
 
 Validation = tuple[dict[str, np.ndarray], np.ndarray] | None
@@ -91,19 +99,26 @@ class ClassicalFusionClassifier:
         return self.estimator_.predict_proba(self.transform(blocks))
 
     def save(self, folder: str | Path) -> None:
-        """Scalers and projections as skops; LightGBM in its native text format, other estimators as skops."""
+        """Scalers, projections and a logistic regression in ``fitted.npz``; LightGBM in its native text format.
+
+        Any other scikit-learn estimator goes to ``estimator.skops``.
+        """
         folder = Path(folder)
-        lgbm = hasattr(self.estimator_, "booster_")
-        write_config(
-            {"type": "classical", "fusion": self.fusion, "classes": self.classes_.tolist(), "lightgbm": lgbm},
-            folder,
-        )
-        dump_skops({"scalers": self.scalers_, "projections": self.projections_}, folder / "transforms.skops")
-        if lgbm:
+        parts = {f"scaler.{m}": scaler for m, scaler in self.scalers_.items()}
+        parts |= {f"projection.{m}": projection for m, projection in self.projections_.items()}
+        if hasattr(self.estimator_, "booster_"):
+            kind = "lightgbm"
             with atomic_path(folder / "lgbm.txt") as tmp:
                 self.estimator_.booster_.save_model(str(tmp))
+        elif type(self.estimator_).__name__ in FITTED_TYPES:
+            kind, parts["estimator"] = "fitted", self.estimator_
         else:
+            kind = "skops"
             dump_skops(self.estimator_, folder / "estimator.skops")
+        dump_fitted(parts, folder / "fitted.npz")
+        write_config(
+            {"type": "classical", "fusion": self.fusion, "classes": self.classes_.tolist(), "estimator": kind}, folder
+        )
 
     @classmethod
     def load(cls, folder: str | Path) -> ClassicalFusionClassifier:
@@ -113,10 +128,13 @@ class ClassicalFusionClassifier:
         learner = cls(None, config["fusion"])
         learner.modalities_ = modalities_for(config["fusion"])
         learner.classes_ = np.array(config["classes"])
-        transforms = load_skops(folder / "transforms.skops")
-        learner.scalers_, learner.projections_ = transforms["scalers"], transforms["projections"]
-        if config["lightgbm"]:
+        parts = load_fitted(folder / "fitted.npz")
+        learner.scalers_ = {m: parts[f"scaler.{m}"] for m in learner.modalities_}
+        learner.projections_ = {m: parts[f"projection.{m}"] for m in learner.modalities_ if f"projection.{m}" in parts}
+        if config["estimator"] == "lightgbm":
             learner.estimator_ = BoosterClassifier(str(folder / "lgbm.txt"), learner.classes_)
+        elif config["estimator"] == "fitted":
+            learner.estimator_ = parts["estimator"]
         else:
             learner.estimator_ = load_skops(folder / "estimator.skops")
         return learner

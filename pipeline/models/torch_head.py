@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from pipeline.fusion import fuse, modalities_for
-from pipeline.models.artifacts import read_config, write_config
+from pipeline.models.artifacts import dump_arrays, read_config, write_config
 from pipeline.store import atomic_path
 
 EVAL_BATCH = 128  # clips per forward pass at evaluation (bounds the CNN's activation memory)
@@ -320,13 +320,10 @@ class TorchFusionClassifier:
             "classes": self.classes_.tolist(),
             "input_shapes": {m: list(s) for m, s in self.input_shapes_.items()},
         }
-        with atomic_path(folder / "head.pt") as tmp:
-            torch.save(self.model_.state_dict(), tmp)
-        with atomic_path(folder / "scalers.npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(
-                    fh, **{f"{m}.{k}": getattr(s, f"{k}_") for m, s in self.scalers_.items() for k in ("mean", "scale")}
-                )
+        with atomic_path(folder / "head.pt") as tmp, open(tmp, "wb") as fh:
+            torch.save(self.model_.state_dict(), fh)  # a file object: the archive is not named after the temp file
+        scales = {f"{m}.{k}": getattr(s, f"{k}_") for m, s in self.scalers_.items() for k in ("mean", "scale")}
+        dump_arrays(scales, folder / "scalers.npz")
         write_config(config, folder)
 
     @classmethod

@@ -1,4 +1,8 @@
-"""Stage ``train@<model>-<fusion>``: cross-validate one learner x fusion variant."""
+"""Stage ``train@<model>-<fusion>``: cross-validate one learner x fusion variant.
+
+scikit-learn (behind :mod:`pipeline.evaluation`) is imported by the steps that fit and
+score, so a variant the corpus cannot run is recorded as skipped in well under a second.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,11 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from pipeline.evaluation import Split, cross_validate, make_splits, per_class_report, sorted_labels, summarize
 from pipeline.features.text import clean_text
 from pipeline.fusion import FUSIONS, MODALITIES, modalities_for
 from pipeline.models import make_learner
@@ -28,6 +31,9 @@ from pipeline.store import (
     write_json,
     write_store,
 )
+
+if TYPE_CHECKING:
+    from pipeline.evaluation import Split
 
 LIBRARIES = ("scikit-learn", "lightgbm", "torch")
 
@@ -289,6 +295,8 @@ def cross_validate_variant(
     params: Params, variant: Variant, rows: pd.DataFrame, blocks: dict[str, np.ndarray]
 ) -> Evaluation:
     """Labels and splits of the ``eval`` protocol, then a fresh learner fitted and scored per split."""
+    from pipeline.evaluation import cross_validate, make_splits
+
     classes = params.dataset.labels or read_metadata(MANIFEST)["classes"]
     y = np.array([classes.index(label) for label in rows["label"]])
     ev = params.eval
@@ -384,6 +392,8 @@ def variant_metrics(
     params: Params, variant: Variant, data: Blocks, wanted: tuple[str, ...], evaluation: Evaluation, run_params: dict
 ) -> dict:
     """The content of metrics.json: the variant, its clips and protocol, per-fold and summary scores, runtime."""
+    from pipeline.evaluation import per_class_report, sorted_labels, summarize
+
     model, rows, all_blocks = variant.model, data.rows, data.blocks
     blocks = {key: value for key, value in all_blocks.items() if key.removesuffix("_present") in wanted}
     classes, y, splits, proba = evaluation.classes, evaluation.y, evaluation.splits, evaluation.proba
