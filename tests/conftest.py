@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TINY_OVERRIDES = {
     "demo": {"n_clips": 40, "duration_s": 2.0},
-    "executor": {"n_jobs": 2},
+    "executor": {"n_jobs": 1},  # in this process: a worker pool costs more than 40 tiny clips (tests of the pool set 2)
     "audio": {"melspec_frames": 64},
     "eval": {"n_folds": 4},
     "train": {
