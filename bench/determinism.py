@@ -137,11 +137,12 @@ def main() -> None:
                 same = values.shape == baseline[label].shape and np.array_equal(values, baseline[label], equal_nan=True)
                 result[f"{name}:{label}"] = 0.0 if same else deviation(values, baseline[label])
             if name == "baseline_again":  # whole files, metadata included
-                result["baseline_again_same_bytes"] = [
+                same_bytes = [
                     label
                     for store, label in OUTPUTS.items()
                     if (folder / store).read_bytes() == (Path(tmp) / "baseline" / store).read_bytes()
                 ]
+                result["baseline_again_same_bytes"] = f"{len(same_bytes)} of {len(OUTPUTS)} ({', '.join(same_bytes)})"
             print(f"{name}: {seconds:.1f} s", file=sys.stderr)
     emit(result, args.json)
 
