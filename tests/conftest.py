@@ -13,6 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 RAVDESS = REPO.parent / "shared" / "data" / "ravdess_song"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Idle OpenMP threads (torch, LightGBM) sleep instead of spinning: the end-to-end runs started
+# with the session (see ``e2e_repros``) share the cores with the tests, and spinning steals from both.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 TINY_OVERRIDES = {
     "demo": {"n_clips": 40, "duration_s": 2.0},
@@ -84,11 +87,35 @@ def project(tiny_project: Path, tmp_path: Path, monkeypatch) -> Path:
     return dest
 
 
+E2E_MODULE = "tests.test_e2e_dvc"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that read the shared real corpus are ``realdata`` tests (``make test-fast`` leaves them out)."""
+    """Tests that read the shared real corpus are ``realdata`` tests (``make test-fast`` leaves them out);
+    the end-to-end tests run last (their `dvc repro` runs start with the session, see ``e2e_repros``)."""
     for item in items:
         if "ravdess" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.realdata)
+    items.sort(key=lambda item: getattr(item.module, "__name__", "") == E2E_MODULE)  # stable: the order otherwise stays
+
+
+@pytest.fixture(scope="session", autouse=True)
+def e2e_repros(request, tmp_path_factory):
+    """The `dvc repro` runs of the selected end-to-end tests, started before the first test.
+
+    Each is a subprocess on one core; the rest of the suite runs beside them, and the
+    end-to-end tests (last) wait for their run. Nothing starts when none is selected.
+    """
+    selected = {item.name for item in request.session.items if item.module.__name__ == E2E_MODULE}
+    if not selected:
+        yield {}
+        return
+    from tests.test_e2e_dvc import start_repros
+
+    started = start_repros(selected, tmp_path_factory)
+    yield started
+    for repro in started.values():
+        repro.stop()
 
 
 @pytest.fixture

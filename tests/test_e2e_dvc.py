@@ -1,7 +1,9 @@
 """Real `dvc repro` runs of the whole graph on tiny corpora, each in a fresh git repo.
 
-The three runs (bimodal, audio-only, text-only) start together: a run is one process
-at a time, so on two cores they finish in about the time of the longest alone.
+The three runs (bimodal, audio-only, text-only) are subprocesses started before the
+first test of the session (tests/conftest.py's ``e2e_repros``), one core each, and
+these tests run last: the rest of the suite runs while DVC works, and each test here
+waits for its run and checks what it left.
 """
 
 import json
@@ -19,10 +21,10 @@ from tests.conftest import REPO, merge, write_params
 pytestmark = pytest.mark.slow
 
 # On top of tests/conftest.py's tiny corpus: these tests check the graph, its outputs and
-# skips, not what the learners learn, so 24 demo clips (6 per quadrant) and a few epochs.
+# skips, not what the learners learn, so 24 demo clips (6 per quadrant), a few epochs and 200 bootstraps.
 E2E = {
     "demo": {"n_clips": 24},
-    "eval": {"n_folds": 3},
+    "eval": {"n_folds": 3, "n_boot": 200},
     "train": {
         "mlp": {"max_epochs": 8, "patience": 3},
         "multitask": {"max_epochs": 8, "patience": 3},
@@ -113,14 +115,18 @@ class Repro:
     def dvc(self, *args: str) -> str:
         return run([str(self.bin_dir / "dvc"), *args], self.folder, self.env)
 
+    def stop(self) -> None:
+        """Kill the run if it is still going (its test was not reached or failed early)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
-@pytest.fixture(scope="module")
-def repros(request, tmp_path_factory):
-    """The `dvc repro` of each selected test of this module, all started at once."""
-    selected = {item.name for item in request.session.items if item.module.__name__ == __name__}
+
+def start_repros(names: set[str], tmp_path_factory) -> dict[str, Repro]:
+    """Start the `dvc repro` of each named test of this module, all at once; returns them by test name."""
     started = {}
     for name, make_corpus in PROJECTS.items():
-        if name not in selected:
+        if name not in names:
             continue
         folder = tmp_path_factory.mktemp(name.removeprefix("test_"))
         overrides = merge(E2E, SINGLE_CORE)
@@ -130,11 +136,13 @@ def repros(request, tmp_path_factory):
         with open(folder / "repro.log", "w") as log:
             process = subprocess.Popen([str(bin_dir / "dvc"), "repro"], cwd=folder, env=env, stdout=log, stderr=log)
         started[name] = Repro(folder, bin_dir, env, process)
-    yield started
-    for repro in started.values():
-        if repro.process.poll() is None:
-            repro.process.kill()
-            repro.process.wait()
+    return started
+
+
+@pytest.fixture
+def repros(e2e_repros):
+    """The runs started with the session (tests/conftest.py)."""
+    return e2e_repros
 
 
 def test_dvc_repro_end_to_end(repros):

@@ -8,7 +8,7 @@ from pipeline.evaluation import cross_validate, make_splits
 from pipeline.models import LEARNERS, load_learner, make_learner
 from pipeline.models.classical import ClassicalFusionClassifier
 from pipeline.models.late import LateFusionClassifier
-from pipeline.models.torch_head import FusionHead
+from pipeline.models.torch_head import AdamW, FusionHead
 from pipeline.params import CNNParams, LGBMParams, MLPParams, MultitaskParams, TrainParams
 
 FAST = TrainParams(
@@ -208,6 +208,41 @@ def test_fused_head_output_depends_on_both_modalities(fusion, audio_shape, aux_h
         logits = head.heads({"audio": audio, "text": text})
         assert set(logits) == {"fused", "audio", "text"}
         assert torch.allclose(logits["text"], head.heads({"audio": audio + 1, "text": text})["text"])
+
+
+def test_adamw_updates_parameters_bit_for_bit_as_torch_optim_adamw_with_step_decay():
+    def train(make_optimiser):
+        torch.manual_seed(0)
+        head = FusionHead({"audio": (32, 40), "text": (3,)}, "concat", 8, 4, dropout=0.0, aux_heads=True)
+        optimiser, halve = make_optimiser(head.parameters())
+        data = torch.Generator().manual_seed(1)
+        for step in range(12):
+            optimiser.zero_grad()
+            audio, text = torch.randn(6, 32, 40, generator=data), torch.randn(6, 3, generator=data)
+            logits = head.heads({"audio": audio, "text": text})
+            loss = logits["fused"].square().mean() + logits["audio"].abs().mean()
+            if step % 3:  # the text head gets a gradient on some steps only: its step count lags
+                loss = loss + logits["text"].pow(3).mean()
+            loss.backward()
+            optimiser.step()
+            if step % 4 == 3:
+                halve(optimiser)
+        return [p.detach().clone() for p in head.parameters()]
+
+    def ours(params):
+        def halve(opt):
+            opt.lr *= 0.5
+
+        return AdamW(params, lr=0.01, weight_decay=0.05), halve
+
+    def torch_optim(params):
+        opt = torch.optim.AdamW(params, lr=0.01, weight_decay=0.05)
+        scheduler = torch.optim.lr_scheduler.StepLR(opt, 1, 0.5)  # stepped every 4th step below
+        return opt, lambda _: scheduler.step()
+
+    mine, reference = train(ours), train(torch_optim)
+    assert len(mine) == len(reference) > 10
+    assert all(torch.equal(a, b) for a, b in zip(mine, reference))
 
 
 def test_cnn_refuses_too_small_spectrograms():

@@ -32,6 +32,43 @@ from pipeline.store import atomic_path
 EVAL_BATCH = 128  # clips per forward pass at evaluation (bounds the CNN's activation memory)
 
 
+class AdamW:
+    """``torch.optim.AdamW`` for CPU tensors: the same operations in the same order, so the same bits.
+
+    torch.optim's first step imports ``torch._dynamo`` (2 s, in every torch train stage, for a
+    compiler mmer never uses). This is its default CPU path (single-tensor, no amsgrad): per
+    parameter, decoupled decay, moment updates and the bias-corrected step; a parameter without
+    a gradient is left alone and does not advance its step count. ``lr`` may be changed between
+    steps (step decay). tests/test_models.py compares it with torch.optim.AdamW bit for bit.
+    """
+
+    def __init__(self, params, lr: float, weight_decay: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, eps
+        self.state: dict[int, list] = {}  # index -> [step, first moment, second moment]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        beta1, beta2 = self.betas
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            state = self.state.setdefault(i, [0, torch.zeros_like(p), torch.zeros_like(p)])
+            state[0] += 1
+            step, exp_avg, exp_avg_sq = state
+            if self.weight_decay != 0:
+                p.mul_(1 - self.lr * self.weight_decay)
+            exp_avg.lerp_(p.grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+            step_size = self.lr / (1 - beta1**step)
+            denom = (exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5).add_(self.eps)
+            p.addcdiv_(exp_avg, denom, value=-step_size)
+
+
 def dense_encoder(width: int, hidden: int, dropout: float) -> nn.Module:
     """``Linear -> LayerNorm -> ReLU -> Dropout``: one feature vector to ``hidden``."""
     return nn.Sequential(nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.ReLU(), nn.Dropout(dropout))
@@ -251,8 +288,7 @@ class TorchFusionClassifier:
         if self.class_weight == "balanced":
             weight = torch.from_numpy(balanced_weights(y_fit.numpy(), len(self.classes_)).astype(np.float32))
         loss_fn = nn.CrossEntropyLoss(weight=weight)
-        optimiser = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimiser, self.lr_step, 0.5) if self.lr_step else None
+        optimiser = AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         generator = torch.Generator().manual_seed(self.seed)
         best_loss, best_state, stale = float("inf"), copy.deepcopy(model.state_dict()), 0
         self.epochs_ = 0
@@ -268,9 +304,9 @@ class TorchFusionClassifier:
                 if self.grad_clip:
                     nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
                 optimiser.step()
-            if scheduler is not None:
-                scheduler.step()
             self.epochs_ += 1
+            if self.lr_step and self.epochs_ % self.lr_step == 0:
+                optimiser.lr *= 0.5  # step decay, as torch.optim.lr_scheduler.StepLR(gamma=0.5)
             val_loss = float(loss_fn(self._logits(model, x_val, p_val), y_val_t))
             if val_loss < best_loss - 1e-4:
                 best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
