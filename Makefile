@@ -8,7 +8,7 @@ FAST := not slow and not cluster and not browser and not realdata
 export HF_HUB_OFFLINE := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test test-fast lint lock bench bench-readme bench-determinism bench-merge clean-outputs
+.PHONY: repro test test-fast lint lock bench bench-readme bench-determinism bench-train bench-merge clean-outputs
 
 # The venv installs the exact versions of requirements.lock (`make lock` regenerates it).
 $(STAMP): pyproject.toml $(LOCK)
@@ -59,6 +59,10 @@ bench-readme: $(STAMP)  # bench/README.md from bench/results/*.json
 
 bench-determinism: $(STAMP)  # about 8 minutes on 2 cores: which outputs depend on the CPU's kernels
 	$(BIN)/python bench/determinism.py --json bench/results/determinism.json
+	$(BIN)/python bench/render_readme.py
+
+bench-train: $(STAMP)  # about 5 minutes on 2 cores, after `make repro` (it reads the demo's stores)
+	$(BIN)/python bench/train_cost.py --json bench/results/train_cost.json
 	$(BIN)/python bench/render_readme.py
 
 bench-merge: $(STAMP)  # about 25 minutes on 2 cores: a fake MERGE-sized release through every stage

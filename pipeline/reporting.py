@@ -202,6 +202,27 @@ def leaderboard(
     return table.reset_index(drop=True)
 
 
+def compact_summary(table: pd.DataFrame) -> dict:
+    """reports/summary.json, DVC's metrics file: the best variant (macro-F1, its 95% CI, AUC) and
+    one macro-F1 per variant (the dummy left out), rounded to 4 decimals, so `dvc metrics show` /
+    `dvc exp show` stay readable."""
+
+    def r(value) -> float | None:
+        return None if value is None or pd.isna(value) else round(float(value), 4)
+
+    best = table.iloc[0]
+    return {
+        "best": {
+            "variant": f"{best['model']}-{best['fusion']}",
+            "f1_macro": r(best["f1_macro_mean"]),
+            "f1_ci_low": r(best["f1_macro_ci95_low"]),
+            "f1_ci_high": r(best["f1_macro_ci95_high"]),
+            "auc_roc": r(best["auc_roc_macro_mean"]),
+        },
+        "f1_macro": {f"{row.model}-{row.fusion}": r(row.f1_macro_mean) for row in table.itertuples()},
+    }
+
+
 def data_summary(runs: dict[tuple[str, str], dict], skipped: dict[str, str] | None = None) -> str:
     """One sentence on the clips every variant was scored on (all variants share them) and any absent modality."""
     run = next(iter(runs.values()))["metrics"]

@@ -94,7 +94,7 @@ def test_the_train_stage_uses_lightgbm_dask(project, monkeypatch):
 
     monkeypatch.setattr(dask_lgbm.DaskLGBMClassifier, "fit", counted_fit)
     # 30 training clips a fold, 15 per worker: each worker's share must exceed min_child_samples to split at all
-    lgbm = {"distributed": True, "min_child_samples": 3}
+    lgbm = {"distributed": True, "min_child_samples": 3, "early_stopping_rounds": 0}
     write_params(project, {"executor": {"kind": "dask", "workers": 2}, "train": {"lgbm": lgbm}})
     train.run(load_params(), "lgbm", "concat")
     metrics = json.loads((project / "models" / "lgbm-concat" / "metrics.json").read_text())

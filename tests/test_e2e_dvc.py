@@ -182,8 +182,9 @@ def test_dvc_repro_end_to_end(repros):
     assert (tmp_path / "dvc.lock").exists()
 
     assert (tmp_path / "reports" / "index.html").read_text().count("<svg") >= 7
-    shown = repro.dvc("metrics", "show")
-    assert "reports/metrics.json" in shown and "f1_macro" in shown
+    shown = repro.dvc("metrics", "show")  # the compact reports/summary.json: one column per variant, plus the best
+    assert "reports/summary.json" in shown and "best.f1_macro" in shown and "f1_macro.cnn-late" in shown
+    assert len(shown.splitlines()[0].split()) < 40  # Path + 5 best.* + 32 variants: fits a terminal
     repro.dvc("plots", "show", "--out", str(tmp_path / "dvc_plots"))
     assert (tmp_path / "dvc_plots" / "index.html").exists()
 

@@ -14,7 +14,7 @@ from pipeline.params import CNNParams, LGBMParams, MLPParams, MultitaskParams, T
 FAST = TrainParams(
     mlp=MLPParams(max_epochs=60, patience=10),
     multitask=MultitaskParams(max_epochs=60, patience=10),
-    cnn=CNNParams(max_epochs=25, patience=8, lr=3e-3),
+    cnn=CNNParams(max_epochs=25, patience=8, lr=3e-3, time_pool=1),
     lgbm=LGBMParams(n_estimators=60),
 )
 
@@ -243,6 +243,42 @@ def test_adamw_updates_parameters_bit_for_bit_as_torch_optim_adamw_with_step_dec
     mine, reference = train(ours), train(torch_optim)
     assert len(mine) == len(reference) > 10
     assert all(torch.equal(a, b) for a, b in zip(mine, reference))
+
+
+def test_lgbm_early_stopping_trains_on_training_rows_and_keeps_the_best_trees(tmp_path):
+    blocks, y = two_axis_problem(n=300)
+    rows = {"train": np.arange(240), "val": np.arange(240, 300)}
+    part = {k: {m: x[r] for m, x in blocks.items()} for k, r in rows.items()}
+    stopping = TrainParams(lgbm=LGBMParams(n_estimators=400, learning_rate=0.3, early_stopping_rounds=10))
+    learner = make_learner("lgbm", "concat", params=stopping, seed=0)
+    assert learner.selects_on_validation
+    learner.fit(part["train"], y[rows["train"]], validation=(part["val"], y[rows["val"]]))
+    kept = learner.estimator_.best_iteration_
+    assert 1 <= kept < 100  # an easy problem: the validation loss bottoms out long before 400 trees
+    # the same trees as a plain fit of `kept` trees on the training rows alone: validation rows only stopped it
+    plain = TrainParams(lgbm=LGBMParams(n_estimators=kept, learning_rate=0.3, early_stopping_rounds=0))
+    reference = make_learner("lgbm", "concat", params=plain, seed=0).fit(part["train"], y[rows["train"]])
+    np.testing.assert_allclose(learner.predict_proba(part["val"]), reference.predict_proba(part["val"]), rtol=1e-12)
+    learner.save(tmp_path)  # only the kept trees are saved
+    np.testing.assert_array_equal(load_learner(tmp_path).predict_proba(part["val"]), learner.predict_proba(part["val"]))
+    assert not make_learner("lgbm", "concat", params=plain, seed=0).selects_on_validation
+
+
+def test_cnn_time_pool_averages_frames_before_the_convolutions(tmp_path):
+    blocks, y = two_axis_problem(n=80, spectrogram=True)
+    audio = np.repeat(blocks["audio"], 2, axis=2)  # (80, 32, 80): every frame twice
+    pooled = CNNParams(max_epochs=3, patience=3, time_pool=2)
+    learner = make_learner("cnn", "audio", params=TrainParams(cnn=pooled), seed=0).fit({"audio": audio}, y)
+    first = learner.model_.encoders["audio"].features[0]
+    assert isinstance(first, torch.nn.AvgPool2d) and first.kernel_size == (1, 2)
+    x = torch.from_numpy(audio[:2]).unsqueeze(1)
+    torch.testing.assert_close(first(x), torch.from_numpy(blocks["audio"][:2]).unsqueeze(1))  # pairs averaged
+    learner.save(tmp_path)
+    np.testing.assert_array_equal(
+        load_learner(tmp_path).predict_proba({"audio": audio}), learner.predict_proba({"audio": audio})
+    )
+    with pytest.raises(ValueError, match=r"got \(32, 40\) \(20 frames after time_pool 2\).*lower train.cnn.time_pool"):
+        make_learner("cnn", "audio", params=TrainParams(cnn=pooled), seed=0).fit(blocks, y)
 
 
 def test_cnn_refuses_too_small_spectrograms():

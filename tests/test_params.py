@@ -71,6 +71,12 @@ def test_cross_field_checks(tmp_path):
         ("essentia:\n  rhythm_method: fast\n", "essentia.rhythm_method must be 'degara' or 'multifeature'"),
         ("text:\n  representation: bow\n", "text.representation must be 'embedding' or 'tfidf', got 'bow'"),
         ("train:\n  class_weight: 1\n", "'train.class_weight' must be str, got 1"),
+        ("train:\n  lgbm:\n    early_stopping_rounds: -1\n", "early_stopping_rounds must be >= 0, got -1"),
+        (
+            "executor:\n  kind: dask\ntrain:\n  lgbm:\n    distributed: true\n    early_stopping_rounds: 20\n",
+            "train.lgbm.distributed does not early-stop; set train.lgbm.early_stopping_rounds: 0",
+        ),
+        ("train:\n  cnn:\n    time_pool: 0\n", "train.cnn.time_pool must be >= 1, got 0"),
     ]:
         path.write_text(text)
         with pytest.raises(ParamsError, match=message):

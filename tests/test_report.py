@@ -75,6 +75,24 @@ def test_metrics_json_shape_with_ci_and_p_values(reported):
     assert text_only["f1_macro_text_removed"]["mean"] < text_only["f1_macro"]["mean"]
 
 
+def test_summary_json_is_the_compact_dvc_metrics_file(reported):
+    summary = json.loads((reported / "summary.json").read_text())
+    full = pd.read_csv(reported / "leaderboard.csv")
+    ranked = full[full["row"] != "chance"]
+    variants = (ranked["model"] + "-" + ranked["fusion"]).tolist()
+    assert list(summary) == ["best", "f1_macro"]
+    assert list(summary["f1_macro"]) == sorted(variants)  # sorted keys: the same columns in every experiment
+    assert summary["f1_macro"] == {v: round(f, 4) for v, f in zip(variants, ranked["f1_macro_mean"])}
+    best = ranked.iloc[0]
+    assert summary["best"] == {
+        "variant": variants[0],
+        "f1_macro": round(best["f1_macro_mean"], 4),
+        "f1_ci_low": round(best["f1_macro_ci95_low"], 4),
+        "f1_ci_high": round(best["f1_macro_ci95_high"], 4),
+        "auc_roc": round(best["auc_roc_macro_mean"], 4),
+    }
+
+
 def test_leaderboard_files(reported):
     board = (reported / "leaderboard.md").read_text()
     rows = [line for line in board.splitlines() if re.match(r"\| \d+ \|", line)]

@@ -99,6 +99,14 @@ def _make(
             from lightgbm import LGBMClassifier
 
             estimator = LGBMClassifier(**settings, class_weight=params.class_weight)
+            return ClassicalFusionClassifier(
+                estimator,
+                fusion,
+                pca_dim=params.pca_dim,
+                seed=seed,
+                early_stopping_rounds=p.early_stopping_rounds,
+                val_fraction=val_fraction,
+            )
         return ClassicalFusionClassifier(estimator, fusion, pca_dim=params.pca_dim, seed=seed)
     if name == "logreg":
         from sklearn.linear_model import LogisticRegression
@@ -127,6 +135,7 @@ def _make(
             val_fraction=val_fraction,
             n_threads=params.n_threads,
             seed=seed,
+            time_pool=p.time_pool if name == "cnn" else 1,
         )
     raise ValueError(f"unknown learner {name!r}; choose one of {LEARNERS}")
 

@@ -6,7 +6,10 @@ standardise; for the elementwise fusions (``product``, ``mean``)
 project each modality to ``pca_dim`` dimensions with PCA. Scalers and projections
 are fitted in :meth:`fit`, i.e. on the training fold only. The fused matrix then
 goes to a scikit-learn-style estimator. These learners select nothing, so they fit
-on the training rows plus the protocol's validation rows.
+on the training rows plus the protocol's validation rows, except LightGBM with
+``early_stopping_rounds``: it fits on the training rows and keeps the number of trees
+with the lowest multi-class log-loss on the validation rows, as the torch heads keep
+their best epoch.
 """
 
 from __future__ import annotations
@@ -58,19 +61,67 @@ class ClassicalFusionClassifier:
     fusion : one of :data:`pipeline.fusion.FUSIONS` but ``late``.
     pca_dim : width ``h`` of each modality's projection for ``product``/``mean``.
     seed : random state of the PCA solver.
+    early_stopping_rounds : LightGBM only; > 0: fit on the training rows and stop adding trees
+        once the validation log-loss has not improved for this many rounds (see the module doc).
+    val_fraction : share of the training rows carved off for early stopping when ``fit`` gets
+        no validation rows.
     """
 
-    selects_on_validation = False  # validation rows are training rows
-
-    def __init__(self, estimator, fusion: str, pca_dim: int = 32, seed: int = 0):
+    def __init__(
+        self,
+        estimator,
+        fusion: str,
+        pca_dim: int = 32,
+        seed: int = 0,
+        *,
+        early_stopping_rounds: int = 0,
+        val_fraction: float = 0.15,
+    ):
         self.estimator = estimator
         self.fusion = fusion
         self.pca_dim = pca_dim
         self.seed = seed
+        self.early_stopping_rounds = early_stopping_rounds
+        self.val_fraction = val_fraction
+
+    @property
+    def selects_on_validation(self) -> bool:
+        """True with early stopping (validation rows pick the number of trees); else they are training rows."""
+        return self.early_stopping_rounds > 0
 
     def fit(self, blocks: dict[str, np.ndarray], y: np.ndarray, validation: Validation = None):
-        """Fit scalers, projections and the estimator on one training fold (plus its validation rows)."""
+        """Fit scalers, projections and the estimator on one training fold (plus its validation rows,
+        unless they select the number of trees: then they are carved from ``blocks`` when not given)."""
+        if self.selects_on_validation:
+            return self._fit_early_stopped(blocks, y, validation)
         blocks, y = with_validation(blocks, y, validation)
+        self._fit_preprocessing(blocks, y)
+        self.estimator_ = clone(self.estimator).fit(self.transform(blocks), y)
+        self.classes_ = np.asarray(self.estimator_.classes_)
+        return self
+
+    def _fit_early_stopped(self, blocks: dict[str, np.ndarray], y: np.ndarray, validation: Validation):
+        """LightGBM on the training rows, stopped where the validation rows' log-loss stops improving."""
+        import lightgbm
+
+        from pipeline.evaluation import split_off_validation
+
+        if validation is None:
+            blocks, y, validation = split_off_validation(blocks, y, self.val_fraction, self.seed)
+        val_blocks, y_val = validation
+        known = np.isin(y_val, np.unique(y))  # a validation clip of a class unseen in training cannot be scored
+        self._fit_preprocessing(blocks, y)
+        fit_options = {}
+        if known.any():
+            x_val = self.transform({m: x[known] for m, x in val_blocks.items()})
+            stop = lightgbm.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False)
+            fit_options = {"eval_set": [(x_val, y_val[known])], "callbacks": [stop]}
+        self.estimator_ = clone(self.estimator).fit(self.transform(blocks), y, **fit_options)
+        self.classes_ = np.asarray(self.estimator_.classes_)
+        return self
+
+    def _fit_preprocessing(self, blocks: dict[str, np.ndarray], y: np.ndarray) -> None:
+        """Scalers, and for the elementwise fusions PCA projections, on these rows."""
         self.modalities_ = modalities_for(self.fusion)
         self.scalers_ = {m: StandardScaler().fit(with_indicator(blocks, m)) for m in self.modalities_}
         self.projections_ = {}
@@ -80,9 +131,6 @@ class ClassicalFusionClassifier:
             for m in self.modalities_:
                 scaled = self.scalers_[m].transform(with_indicator(blocks, m))
                 self.projections_[m] = PCA(n_components=width, random_state=self.seed).fit(scaled)
-        self.estimator_ = clone(self.estimator).fit(self.transform(blocks), y)
-        self.classes_ = np.asarray(self.estimator_.classes_)
-        return self
 
     def transform(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
         """The fused design matrix the estimator sees."""

@@ -1,4 +1,4 @@
-"""Stage ``report``: models/* -> reports/{metrics.json, leaderboard.md/.csv, index.html, plots/}."""
+"""Stage ``report``: models/* -> reports/{summary.json, metrics.json, leaderboard.md/.csv, index.html, plots/}."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pipeline.params import load_params
 from pipeline.reporting import (
     chance_metrics,
     collect_metrics,
+    compact_summary,
     data_summary,
     display_rows,
     leaderboard,
@@ -71,6 +72,7 @@ def run(params_path: str | Path = "params.yaml") -> None:
     skipped = load_skipped(MODELS)
     summary = data_summary(runs, skipped)
     write_json(metrics, REPORTS / "metrics.json")
+    write_json(compact_summary(table), REPORTS / "summary.json")
     write_text(leaderboard_markdown(rows, summary), REPORTS / "leaderboard.md")
     with atomic_path(REPORTS / "leaderboard.csv") as tmp:
         csv_table(table, chance).to_csv(tmp, index=False, float_format="%.6f")
