@@ -76,7 +76,7 @@ def main() -> None:
             result[f"{name}_baseline_f1"] = before["summary"]["f1_macro"]["mean"]
             result[f"{name}_f1"] = after["summary"]["f1_macro"]["mean"]
             low, high = reported[model][fusion]["f1_macro_ci95"]
-            result[f"{name}_baseline_in_ci"] = bool(low <= result[f"{name}_baseline_f1"] <= high)
+            result[f"{name}_baseline_in_ci"] = "yes" if low <= result[f"{name}_baseline_f1"] <= high else "no"
     runs = [json.loads(p.read_text()) for p in sorted((ROOT / "models").glob("*/metrics.json"))]
     result["repro_variants"] = sum("runtime" in r for r in runs)
     result["repro_train_s_total"] = round(sum(r.get("runtime", {}).get("train_seconds", 0.0) for r in runs), 1)
