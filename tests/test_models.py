@@ -341,7 +341,7 @@ def test_fitted_files_rebuild_only_the_types_mmer_writes(tmp_path):
     scaler = StandardScaler().fit(np.arange(12.0).reshape(6, 2))
     dump_fitted({"scaler": scaler}, tmp_path / "ok.npz")
     np.testing.assert_array_equal(load_fitted(tmp_path / "ok.npz")["scaler"].scale_, scaler.scale_)
-    with pytest.raises(TypeError, match="not FunctionTransformer"):
+    with pytest.raises(TypeError, match=r"not sklearn\.preprocessing\._function_transformer\.FunctionTransformer"):
         dump_fitted({"f": FunctionTransformer(func=eval)}, tmp_path / "no.npz")
     with zipfile.ZipFile(tmp_path / "ok.npz") as archive:
         meta = json.loads(archive.read("meta.json"))
@@ -476,3 +476,20 @@ def test_a_wrapped_estimator_of_another_type_saves_as_skops(tmp_path):
     learner.save(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["estimator.skops", "fitted.npz", "learner.json"]
     np.testing.assert_array_equal(load_learner(tmp_path / "m").predict_proba(blocks), learner.predict_proba(blocks))
+
+
+def test_a_namesake_of_a_fitted_type_is_not_written_as_that_type(tmp_path):
+    from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
+
+    from pipeline.models.artifacts import dump_fitted, is_fitted_type
+
+    class LogisticRegression(SklearnLogisticRegression):  # same name, other behaviour: loading would lose it
+        def predict_proba(self, x):
+            return 1 - super().predict_proba(x)
+
+    blocks, y = two_axis_problem(n=60)
+    namesake = LogisticRegression().fit(blocks["audio"], y)
+    assert is_fitted_type(SklearnLogisticRegression().fit(blocks["audio"], y)) and not is_fitted_type(namesake)
+    with pytest.raises(TypeError, match=r"not tests\.test_models\.LogisticRegression \('estimator'\)"):
+        dump_fitted({"estimator": namesake}, tmp_path / "fitted.npz")
+    assert not (tmp_path / "fitted.npz").exists()

@@ -34,6 +34,12 @@ FITTED_TYPES = {
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # a fixed zip timestamp, so equal models give equal bytes
 
 
+def is_fitted_type(part: Any) -> bool:
+    """Whether ``part`` is exactly a scikit-learn class of :data:`FITTED_TYPES` (no subclass, no namesake)."""
+    kind = type(part).__name__
+    return kind in FITTED_TYPES and type(part) is getattr(importlib.import_module(FITTED_TYPES[kind]), kind)
+
+
 def dump_fitted(parts: dict[str, Any], path: str | Path) -> None:
     """Write fitted scikit-learn parts (types in :data:`FITTED_TYPES`) as arrays + JSON in one zip, atomically.
 
@@ -43,8 +49,9 @@ def dump_fitted(parts: dict[str, Any], path: str | Path) -> None:
     meta, arrays = {}, {}
     for name, part in parts.items():
         kind = type(part).__name__
-        if kind not in FITTED_TYPES:
-            raise TypeError(f"dump_fitted writes {sorted(FITTED_TYPES)}, not {kind} ({name!r})")
+        if not is_fitted_type(part):
+            where = type(part).__module__
+            raise TypeError(f"dump_fitted writes scikit-learn's {sorted(FITTED_TYPES)}, not {where}.{kind} ({name!r})")
         scalars, array_names = {}, []
         for attr, value in sorted(vars(part).items()):
             if not attr.endswith("_") or attr.startswith("_"):

@@ -23,9 +23,9 @@ from sklearn.preprocessing import StandardScaler
 
 from pipeline.fusion import ELEMENTWISE, fuse, modalities_for
 from pipeline.models.artifacts import (
-    FITTED_TYPES,
     dump_fitted,
     dump_skops,
+    is_fitted_type,
     load_fitted,
     load_skops,
     read_config,
@@ -158,7 +158,7 @@ class ClassicalFusionClassifier:
             kind = "lightgbm"
             with atomic_path(folder / "lgbm.txt") as tmp:
                 self.estimator_.booster_.save_model(str(tmp))
-        elif type(self.estimator_).__name__ in FITTED_TYPES:
+        elif is_fitted_type(self.estimator_):
             kind, parts["estimator"] = "fitted", self.estimator_
         else:
             kind = "skops"
