@@ -225,24 +225,39 @@ def without_text(blocks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return removed
 
 
+Tuner = Callable[[dict[str, np.ndarray], np.ndarray, Split], dict]
+
+
 def cross_validate(
-    make_learner: Callable[[], Learner],
+    make_learner: Callable[..., Learner],
     blocks: dict[str, np.ndarray],
     y: np.ndarray,
     splits: list[Split],
     n_classes: int,
     fitted: list | None = None,
+    tuner: Tuner | None = None,
+    prepare: Callable[[dict[str, np.ndarray], Split], dict[str, np.ndarray]] | None = None,
 ) -> tuple[list[np.ndarray], list[dict[str, float]]]:
     """Fit a fresh learner per split on its ``train`` rows, with its ``val`` rows for selection.
 
     Returns the test-row probabilities of each split ((len(test), n_classes) each) and
     each split's metrics (plus ``repeat``, ``fold`` and, when the learner reads text,
     ``f1_macro_text_removed``: macro-F1 with the text of the test clips removed).
-    Each split's fitted learner is appended to ``fitted`` if given.
+    Each split's fitted learner is appended to ``fitted`` if given. With a ``tuner``
+    (:class:`pipeline.tuning.NestedTuner`), each split's learner is
+    ``make_learner(**tuner(blocks, y, split))``, the tuner given that split's training
+    rows followed by its validation rows, and never its test rows. ``prepare(blocks,
+    split)`` gives the blocks a split is cut from (per-group normalisation).
     """
     probabilities, per_fold = [], []
+    all_blocks = blocks
     for split in splits:
-        learner = make_learner()
+        blocks = all_blocks if prepare is None else prepare(all_blocks, split)
+        chosen = {}
+        if tuner is not None:
+            seen = np.concatenate([split.train, split.val])
+            chosen = tuner({m: x[seen] for m, x in blocks.items()}, y[seen], split)
+        learner = make_learner(**chosen)
         part = {name: {m: x[getattr(split, name)] for m, x in blocks.items()} for name in ("train", "val", "test")}
         learner.fit(part["train"], y[split.train], validation=(part["val"], y[split.val]))
         y_test = y[split.test]

@@ -274,11 +274,20 @@ class TrainParams:
     training fold) before the elementwise ``product``/``mean`` fusions of the
     classical learners. class_weight: ``null`` or ``balanced`` (weights inversely
     proportional to class frequency, for every learner but dummy). n_threads: torch
-    and LightGBM threads (fixed, so that results are reproducible).
+    and LightGBM threads (fixed, so that results are reproducible). normalize: ``global``
+    standardises every feature with the training rows' statistics inside each learner;
+    ``group`` first z-scores the audio block (and the text block with ``normalize_text``)
+    per manifest group with that group's own clips' statistics (features only, no labels;
+    a test group's come from its unlabeled test clips), groups under
+    ``normalize_min_clips`` clips taking the training rows' statistics; ``none`` leaves
+    the features as they are.
     """
 
     audio_sets: list[str] = field(default_factory=lambda: ["descriptors"])
     pca_dim: int = 32
+    normalize: Literal["none", "global", "group"] = "global"
+    normalize_min_clips: int = 5
+    normalize_text: bool = False
     class_weight: Literal["balanced"] | None = None
     n_threads: int = 2
     mlp: MLPParams = field(default_factory=MLPParams)
@@ -286,6 +295,87 @@ class TrainParams:
     cnn: CNNParams = field(default_factory=CNNParams)
     lgbm: LGBMParams = field(default_factory=LGBMParams)
     logreg: LogRegParams = field(default_factory=LogRegParams)
+
+
+@dataclass(frozen=True)
+class SearchRange:
+    """One hyper-parameter's search range: ``low``..``high`` (log-uniform with ``log``), or ``choices``.
+
+    Integer hyper-parameters (those whose default in ``train`` is an int) draw integers.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[float] | None = None
+
+
+def _ranges(**ranges: dict) -> Any:
+    """A default factory of a learner's search space."""
+    return lambda: {key: SearchRange(**r) for key, r in ranges.items()}
+
+
+@dataclass(frozen=True)
+class SearchSpaces:
+    """Per learner: the ``train.<learner>`` keys to tune (and ``pca_dim`` for logreg/lgbm), each a range."""
+
+    logreg: dict[str, SearchRange] = field(
+        default_factory=_ranges(C={"low": 1e-3, "high": 1e2, "log": True}, pca_dim={"choices": [8, 16, 32]})
+    )
+    lgbm: dict[str, SearchRange] = field(
+        default_factory=_ranges(
+            num_leaves={"low": 4, "high": 63, "log": True},
+            learning_rate={"low": 0.01, "high": 0.3, "log": True},
+            min_child_samples={"low": 5, "high": 40},
+            colsample_bytree={"low": 0.2, "high": 1.0},
+            n_estimators={"low": 100, "high": 600},
+            pca_dim={"choices": [8, 16, 32]},
+        )
+    )
+    mlp: dict[str, SearchRange] = field(
+        default_factory=_ranges(
+            hidden={"choices": [32, 64, 128]},
+            dropout={"low": 0.0, "high": 0.5},
+            lr={"low": 1e-4, "high": 1e-2, "log": True},
+            weight_decay={"low": 1e-4, "high": 1e-1, "log": True},
+        )
+    )
+    multitask: dict[str, SearchRange] = field(
+        default_factory=_ranges(
+            hidden={"choices": [32, 64, 128]},
+            dropout={"low": 0.0, "high": 0.5},
+            lr={"low": 1e-4, "high": 1e-2, "log": True},
+            weight_decay={"low": 1e-4, "high": 1e-1, "log": True},
+        )
+    )
+    cnn: dict[str, SearchRange] = field(
+        default_factory=_ranges(lr={"low": 3e-4, "high": 3e-3, "log": True}, dropout={"low": 0.0, "high": 0.5})
+    )
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    """Nested hyper-parameter search (optuna) inside each outer training fold.
+
+    enabled: tune every learner but the dummy (off: the values of ``train``). n_trials:
+    trials per outer fold. sampler: ``tpe`` | ``random`` | ``grid`` (``grid_points``
+    values per range, log-spaced with ``log``), seeded from ``seed``. timeout_s: a
+    variant's budget, split evenly over its outer folds (null = none; a timeout makes
+    the number of trials, and so the result, depend on the machine). metric: what the
+    trials maximise. inner_folds: >= 2: each trial is scored by grouped, stratified
+    K-fold cross-validation on the outer fold's training + validation rows; 1: by the
+    protocol's inner validation split (the cheap choice for the torch heads). The
+    configured ``train`` values are always the first trial. space: per learner.
+    """
+
+    enabled: bool = False
+    n_trials: int = 20
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    timeout_s: float | None = None
+    metric: Literal["f1_macro", "auc_roc_macro", "balanced_accuracy", "accuracy"] = "f1_macro"
+    inner_folds: int = 3
+    grid_points: int = 3
+    space: SearchSpaces = field(default_factory=SearchSpaces)
 
 
 @dataclass(frozen=True)
@@ -304,6 +394,7 @@ class Params:
     text: TextParams = field(default_factory=TextParams)
     eval: EvalParams = field(default_factory=EvalParams)
     train: TrainParams = field(default_factory=TrainParams)
+    tune: TuneParams = field(default_factory=TuneParams)
 
 
 def _choices(values: tuple, nullable: bool) -> str:
@@ -452,6 +543,36 @@ def validate(params: Params) -> None:
         if not 0 <= getattr(params, section).max_error_fraction <= 1:
             raise ParamsError(f"params: {section}.max_error_fraction must be in [0, 1]")
     check_audio_sets(params, params.train.audio_sets, "train.audio_sets")
+    check_tune(params.tune, params.train)
+    if params.train.normalize_min_clips < 2:
+        raise ParamsError(f"params: train.normalize_min_clips must be >= 2, got {params.train.normalize_min_clips}")
+
+
+def check_tune(tune: TuneParams, train: TrainParams) -> None:
+    """Trial counts, and every ``tune.space`` entry names a key of its learner with a usable range."""
+    for key in ("n_trials", "inner_folds"):
+        if getattr(tune, key) < 1:
+            raise ParamsError(f"params: tune.{key} must be >= 1, got {getattr(tune, key)}")
+    if tune.grid_points < 2:
+        raise ParamsError(f"params: tune.grid_points must be >= 2, got {tune.grid_points}")
+    if tune.timeout_s is not None and tune.timeout_s <= 0:
+        raise ParamsError(f"params: tune.timeout_s must be > 0 seconds or null, got {tune.timeout_s}")
+    for learner in (f.name for f in fields(SearchSpaces)):
+        section = getattr(train, learner)
+        allowed = [f.name for f in fields(section)] + (["pca_dim"] if learner in ("logreg", "lgbm") else [])
+        for key, r in getattr(tune.space, learner).items():
+            where = f"tune.space.{learner}.{key}"
+            if key not in allowed:
+                raise ParamsError(f"params: {where}: train.{learner} has no key {key!r}; tunable: {', '.join(allowed)}")
+            has_range = r.low is not None and r.high is not None
+            if has_range == (r.choices is not None) or (r.choices is not None and (r.low, r.high) != (None, None)):
+                raise ParamsError(f"params: {where} needs either low and high, or choices")
+            if r.choices is not None and not r.choices:
+                raise ParamsError(f"params: {where}.choices is empty")
+            if r.choices is None and not r.low < r.high:
+                raise ParamsError(f"params: {where} needs low < high, got {r.low} and {r.high}")
+            if r.log and (r.choices is not None or r.low <= 0):
+                raise ParamsError(f"params: {where}: log needs a range with low > 0")
 
 
 AUDIO_SETS = ("descriptors", "essentia", "musicnn", "musicnn_penultimate", "musicnn_tags")

@@ -297,3 +297,49 @@ def leaderboard_markdown(rows: pd.DataFrame, summary: str = "") -> str:
         "(robustness to a missing modality).\nRank 1 (bold) is the best variant; the last row is chance (the dummy "
         "learner)." + (f"\n{summary}" if summary else "") + "\n\n" + "\n".join(lines) + "\n"
     )
+
+
+def tuning_tables(runs: dict[tuple[str, str], dict]) -> dict[str, pd.DataFrame]:
+    """Per tuned variant (``model-fusion``): the values chosen in each outer fold, its inner score and
+    trial count, and the configured value; rows are hyper-parameters, columns ``fold <k>`` (``r<repeat>``
+    with repeats) and ``configured``."""
+    tables = {}
+    for (model, fusion), run in sorted(runs.items()):
+        tuning = run["metrics"].get("tuning")
+        if not tuning:
+            continue
+        columns = {}
+        repeats = len({f["repeat"] for f in tuning["folds"]}) > 1
+        for f in tuning["folds"]:
+            name = f"fold {f['fold']}" + (f" r{f['repeat']}" if repeats else "")
+            columns[name] = {
+                **{k: _short(v) for k, v in f["params"].items()},
+                f"inner {tuning['metric']}": f"{f['inner_score']:.3f}",
+                "trials": str(f["n_trials"]),
+            }
+        table = pd.DataFrame(columns)
+        table["configured"] = pd.Series({k: _short(v) for k, v in tuning["configured"].items()})
+        tables[f"{model}-{fusion}"] = table.fillna("")
+    return tables
+
+
+def _short(value) -> str:
+    """A hyper-parameter value in 4 significant digits (integers as they are)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def tuning_markdown(tables: dict[str, pd.DataFrame]) -> str:
+    """The :func:`tuning_tables` as Markdown sections (empty when nothing was tuned)."""
+    if not tables:
+        return ""
+    parts = [
+        "\n## Tuned hyper-parameters\n\nNested search (`tune:` in params.yaml): the values each outer fold's "
+        "study chose on that fold's training rows alone, the study's inner score and number of trials; "
+        "`configured` is the train.* value (the first trial)."
+    ]
+    for name, table in tables.items():
+        header = ["", *table.columns]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join([str(key), *map(str, row)]) + " |" for key, row in zip(table.index, table.values)]
+        parts.append(f"\n### {name}\n\n" + "\n".join(lines))
+    return "\n".join(parts) + "\n"

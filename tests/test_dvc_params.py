@@ -87,7 +87,7 @@ def test_a_missing_or_extra_param_is_reported():
     stages["train_dummy"]["params"].append("train.dummy")
     stages["train_musicnn"]["params"].remove("musicnn.enabled")
     problems = mismatches(stages)
-    assert len(problems) == 5 + 1 + 6  # train_cnn's five fusions, the dummy, train_musicnn's 3 x 2 variants
+    assert len(problems) == 6 + 1 + 6  # train_cnn's six fusions, the dummy, train_musicnn's 3 x 2 variants
     assert all("missing ['text.lowercase']" in p for p in problems if p.startswith("train_cnn "))
     assert all("missing ['musicnn.enabled']" in p for p in problems if p.startswith("train_musicnn "))
     assert [p for p in problems if p.startswith("train_dummy ")] == [

@@ -26,10 +26,20 @@ def test_product_and_mean_are_elementwise(blocks):
 
 def test_torch_tensors_give_the_same_numbers(blocks):
     tensors = [torch.from_numpy(b) for b in blocks]
-    for how in ("concat", "product", "mean"):
+    for how in ("concat", "product", "mean", "tensor"):
         out = fuse(tensors, how)
         assert isinstance(out, torch.Tensor)
         np.testing.assert_allclose(out.numpy(), fuse(blocks, how))
+
+
+def test_tensor_fusion_is_the_outer_product_of_the_one_augmented_blocks():
+    audio, text = np.array([[2.0, 3.0]]), np.array([[5.0, 7.0, 11.0]])
+    out = fuse([audio, text], "tensor")
+    # [2, 3, 1] x [5, 7, 11, 1], row by row: the bimodal products, then each modality alone
+    assert out.tolist() == [[10, 14, 22, 2, 15, 21, 33, 3, 5, 7, 11, 1]]
+    rng = np.random.default_rng(1)
+    wide = fuse([rng.normal(size=(4, 3)), rng.normal(size=(4, 5))], "tensor")  # unequal widths are fine
+    assert wide.shape == (4, 4 * 6)
 
 
 def test_elementwise_fusion_needs_equal_widths():
@@ -61,3 +71,8 @@ def test_missing_modality_masks(blocks):
     np.testing.assert_allclose(product[missing], blocks[0][missing])  # a missing factor counts as 1
     tensors = fuse([torch.from_numpy(b) for b in blocks], "mean", [torch.from_numpy(p) for p in present])
     np.testing.assert_allclose(tensors.numpy(), mean)
+    tensor = fuse(blocks, "tensor", present)  # a missing text leaves audio's own terms and the constant 1
+    expected = np.zeros((missing.sum(), 4, 4))
+    expected[:, :3, 3], expected[:, 3, 3] = blocks[0][missing], 1.0
+    np.testing.assert_allclose(tensor[missing], expected.reshape(-1, 16))
+    np.testing.assert_allclose(tensor[~missing], fuse(blocks, "tensor")[~missing])

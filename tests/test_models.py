@@ -1,3 +1,4 @@
+import dataclasses
 from typing import ClassVar
 
 import numpy as np
@@ -61,10 +62,29 @@ def test_late_fusion_beats_each_modality(name):
     assert late > max(oof_accuracy(name, "audio", blocks, y), oof_accuracy(name, "text", blocks, y)) + 0.15
 
 
-@pytest.mark.parametrize("fusion", ["product", "mean"])
+@pytest.mark.parametrize("fusion", ["product", "mean", "tensor"])
 def test_elementwise_variants_beat_chance(fusion):
     blocks, y = two_axis_problem()
     assert oof_accuracy("mlp", fusion, blocks, y) > 0.6
+
+
+@pytest.mark.parametrize("name", ["logreg", "lgbm", "mlp"])
+def test_tensor_fusion_keeps_the_informative_modality_when_the_other_is_constant(name):
+    """Texts that are one of two fixed sentences: the elementwise product loses audio; tensor keeps it."""
+    rng = np.random.default_rng(3)
+    n = 320
+    y = rng.integers(0, 4, n)
+    latent = y + rng.normal(0, 0.4, n)  # audio: one informative direction spread over 8 columns
+    audio = latent[:, None] * rng.normal(size=8) + rng.normal(0, 0.3, (n, 8))
+    text = rng.normal(size=(2, 12))[rng.integers(0, 2, n)]  # unrelated to the label
+    blocks = {"audio": audio, "text": text}
+    params = dataclasses.replace(FAST, pca_dim=4)
+    audio_only = oof_accuracy(name, "audio", blocks, y, params)
+    tensor = oof_accuracy(name, "tensor", blocks, y, params)
+    assert audio_only > 0.75
+    assert tensor > audio_only - 0.05  # within fold noise of audio alone
+    if name != "mlp":  # the classical learners' product of PCA components collapses (measured 0.33 and 0.46)
+        assert oof_accuracy(name, "product", blocks, y, params) < audio_only - 0.3
 
 
 def test_pca_is_fitted_on_the_training_fold_only():
@@ -189,7 +209,7 @@ def test_late_fusion_falls_back_to_audio_for_clips_without_text():
     np.testing.assert_allclose(late.predict_proba(without), audio_only)
 
 
-@pytest.mark.parametrize("fusion", ["concat", "product", "mean"])
+@pytest.mark.parametrize("fusion", ["concat", "product", "mean", "tensor"])
 @pytest.mark.parametrize("audio_shape", [(5,), (32, 40)])
 @pytest.mark.parametrize("aux_heads", [False, True])
 def test_fused_head_output_depends_on_both_modalities(fusion, audio_shape, aux_heads):
@@ -300,6 +320,8 @@ def test_torch_learners_are_deterministic_and_return_probabilities(name):
 VARIANTS = [(n, f) for n in LEARNERS if n != "dummy" for f in ("mean", "late")] + [
     ("dummy", "none"),
     ("lgbm", "concat"),
+    ("logreg", "tensor"),
+    ("mlp", "tensor"),
 ]
 
 

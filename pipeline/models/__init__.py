@@ -75,6 +75,7 @@ def _make(
 
     if name == "dummy":
         return PriorClassifier()
+    standardize = params.normalize != "none"
     if name == "lgbm":
         p = params.lgbm
         settings = dict(
@@ -106,15 +107,16 @@ def _make(
                 seed=seed,
                 early_stopping_rounds=p.early_stopping_rounds,
                 val_fraction=val_fraction,
+                standardize=standardize,
             )
-        return ClassicalFusionClassifier(estimator, fusion, pca_dim=params.pca_dim, seed=seed)
+        return ClassicalFusionClassifier(estimator, fusion, pca_dim=params.pca_dim, seed=seed, standardize=standardize)
     if name == "logreg":
         from sklearn.linear_model import LogisticRegression
 
         estimator = LogisticRegression(
             C=params.logreg.C, max_iter=params.logreg.max_iter, class_weight=params.class_weight
         )
-        return ClassicalFusionClassifier(estimator, fusion, pca_dim=params.pca_dim, seed=seed)
+        return ClassicalFusionClassifier(estimator, fusion, pca_dim=params.pca_dim, seed=seed, standardize=standardize)
     if name in TORCH_LEARNERS:
         from pipeline.models.torch_head import TorchFusionClassifier
 
@@ -136,6 +138,7 @@ def _make(
             n_threads=params.n_threads,
             seed=seed,
             time_pool=p.time_pool if name == "cnn" else 1,
+            standardize=standardize,
         )
     raise ValueError(f"unknown learner {name!r}; choose one of {LEARNERS}")
 

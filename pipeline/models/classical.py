@@ -2,7 +2,7 @@
 
 Per modality: add a missing-modality indicator column when the blocks carry one
 (``text_present``: clips without text have a zero embedding and indicator 1);
-standardise; for the elementwise fusions (``product``, ``mean``)
+standardise; for the fusions of projected blocks (``product``, ``mean``, ``tensor``)
 project each modality to ``pca_dim`` dimensions with PCA. Scalers and projections
 are fitted in :meth:`fit`, i.e. on the training fold only. The fused matrix then
 goes to a scikit-learn-style estimator. These learners select nothing, so they fit
@@ -21,7 +21,7 @@ from sklearn.base import clone
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.fusion import ELEMENTWISE, fuse, modalities_for
+from pipeline.fusion import PROJECTED, fuse, modalities_for
 from pipeline.models.artifacts import (
     dump_fitted,
     dump_skops,
@@ -53,18 +53,19 @@ def with_indicator(blocks: dict[str, np.ndarray], modality: str) -> np.ndarray:
 
 
 class ClassicalFusionClassifier:
-    """Fuse standardised (and, for elementwise fusions, PCA-projected) blocks, then classify.
+    """Fuse standardised (and, for product/mean/tensor, PCA-projected) blocks, then classify.
 
     Parameters
     ----------
     estimator : unfitted scikit-learn-style classifier (cloned in ``fit``).
     fusion : one of :data:`pipeline.fusion.FUSIONS` but ``late``.
-    pca_dim : width ``h`` of each modality's projection for ``product``/``mean``.
+    pca_dim : width ``h`` of each modality's projection for ``product``/``mean``/``tensor``.
     seed : random state of the PCA solver.
     early_stopping_rounds : LightGBM only; > 0: fit on the training rows and stop adding trees
         once the validation log-loss has not improved for this many rounds (see the module doc).
     val_fraction : share of the training rows carved off for early stopping when ``fit`` gets
         no validation rows.
+    standardize : False leaves the features unscaled (``train.normalize: none``).
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class ClassicalFusionClassifier:
         *,
         early_stopping_rounds: int = 0,
         val_fraction: float = 0.15,
+        standardize: bool = True,
     ):
         self.estimator = estimator
         self.fusion = fusion
@@ -83,6 +85,7 @@ class ClassicalFusionClassifier:
         self.seed = seed
         self.early_stopping_rounds = early_stopping_rounds
         self.val_fraction = val_fraction
+        self.standardize = standardize
 
     @property
     def selects_on_validation(self) -> bool:
@@ -121,11 +124,14 @@ class ClassicalFusionClassifier:
         return self
 
     def _fit_preprocessing(self, blocks: dict[str, np.ndarray], y: np.ndarray) -> None:
-        """Scalers, and for the elementwise fusions PCA projections, on these rows."""
+        """Scalers, and for product/mean/tensor PCA projections, on these rows."""
         self.modalities_ = modalities_for(self.fusion)
-        self.scalers_ = {m: StandardScaler().fit(with_indicator(blocks, m)) for m in self.modalities_}
+        on = self.standardize
+        self.scalers_ = {
+            m: StandardScaler(with_mean=on, with_std=on).fit(with_indicator(blocks, m)) for m in self.modalities_
+        }
         self.projections_ = {}
-        if self.fusion in ELEMENTWISE:
+        if self.fusion in PROJECTED:
             n_samples = len(y)
             width = min(self.pca_dim, n_samples - 1, *(with_indicator(blocks, m).shape[1] for m in self.modalities_))
             for m in self.modalities_:

@@ -133,7 +133,8 @@ class FusionHead(nn.Module):
                 for m, shape in input_shapes.items()
             }
         )
-        fused_width = hidden * len(input_shapes) if fusion == "concat" else hidden
+        fused_width = {"concat": hidden * len(input_shapes), "tensor": (hidden + 1) ** len(input_shapes)}
+        fused_width = fused_width.get(fusion, hidden) if len(input_shapes) > 1 else hidden
         self.classifier = nn.Linear(fused_width, n_classes)
         self.aux = nn.ModuleDict({m: nn.Linear(hidden, n_classes) for m in input_shapes}) if aux_heads else None
 
@@ -187,6 +188,7 @@ class TorchFusionClassifier:
     class_weight : ``None`` or ``"balanced"``.
     val_fraction : validation share carved from the training rows when ``fit`` gets no validation rows.
     n_threads, seed : torch threads and seed (fixed, for reproducible results).
+    standardize : False feeds the features unscaled (``train.normalize: none``).
     """
 
     selects_on_validation = True  # validation rows pick the epoch; they are not trained on
@@ -209,6 +211,7 @@ class TorchFusionClassifier:
         n_threads: int = 2,
         seed: int = 0,
         time_pool: int = 1,
+        standardize: bool = True,
     ):
         self.fusion = fusion
         self.hidden = hidden
@@ -226,6 +229,7 @@ class TorchFusionClassifier:
         self.n_threads = n_threads
         self.seed = seed
         self.time_pool = time_pool
+        self.standardize = standardize
 
     def _tensors(self, blocks: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Standardised inputs and (n, 1) presence masks of the modalities that have one."""
@@ -274,6 +278,11 @@ class TorchFusionClassifier:
         for m in self.modalities_:
             present = np.asarray(blocks.get(f"{m}_present", np.ones(len(y))), dtype=bool)
             self.scalers_[m] = Standardizer().fit(blocks[m][present] if present.any() else blocks[m])
+            if not self.standardize:
+                self.scalers_[m].mean_, self.scalers_[m].scale_ = (
+                    self.scalers_[m].mean_ * 0,
+                    self.scalers_[m].scale_ * 0 + 1,
+                )
         x_fit, p_fit = self._tensors(blocks)
         x_val, p_val = self._tensors(val_blocks)
         y_fit = torch.from_numpy(np.searchsorted(self.classes_, y))

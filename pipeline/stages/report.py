@@ -23,6 +23,8 @@ from pipeline.reporting import (
     load_runs,
     load_skipped,
     sorted_groups,
+    tuning_markdown,
+    tuning_tables,
     unimodal_references,
 )
 from pipeline.sources import is_url, open_source
@@ -73,13 +75,14 @@ def run(params_path: str | Path = "params.yaml") -> None:
     summary = data_summary(runs, skipped)
     write_json(metrics, REPORTS / "metrics.json")
     write_json(compact_summary(table), REPORTS / "summary.json")
-    write_text(leaderboard_markdown(rows, summary), REPORTS / "leaderboard.md")
+    tuned = tuning_tables(runs)
+    write_text(leaderboard_markdown(rows, summary) + tuning_markdown(tuned), REPORTS / "leaderboard.md")
     with atomic_path(REPORTS / "leaderboard.csv") as tmp:
         csv_table(table, chance).to_csv(tmp, index=False, float_format="%.6f")
     best = runs[(table["model"][0], table["fusion"][0])]
     first_repeat = best["oof"][best["oof"]["repeat"] == 0]
     write_dvc_plots(first_repeat, best["metrics"]["classes"], REPORTS / "plots")
-    write_text(render(runs, table, rows, summary, Path(params_path)), REPORTS / "index.html")
+    write_text(render(runs, table, rows, summary, Path(params_path), tuned), REPORTS / "index.html")
     print_console(rows.head(8), summary)
 
 
@@ -219,8 +222,10 @@ def metadata_section(params_path: Path) -> str:
     )
 
 
-def render(runs: dict, table: pd.DataFrame, rows: pd.DataFrame, summary: str, params_path: Path) -> str:
-    """The whole self-contained page."""
+def render(
+    runs: dict, table: pd.DataFrame, rows: pd.DataFrame, summary: str, params_path: Path, tuned: dict | None = None
+) -> str:
+    """The whole self-contained page (with a section of tuned hyper-parameters when ``tuned`` has tables)."""
     best_key = (table["model"][0], table["fusion"][0])
     best = runs[best_key]
     classes = best["metrics"]["classes"]
@@ -253,8 +258,14 @@ def render(runs: dict, table: pd.DataFrame, rows: pd.DataFrame, summary: str, pa
         ),
         ("6. Per-class F1", f"<figure>{rh.heatmap_svg(rh.per_class_f1(oofs, classes))}</figure>"),
         ("7. What the fused LightGBM uses", importance_section(runs)),
-        ("8. Run metadata", metadata_section(params_path)),
     ]
+    if tuned:
+        tables = "".join(
+            f"<h3>{html.escape(name)}</h3>" + rh.table_html(t.reset_index(names="")) for name, t in tuned.items()
+        )
+        note = '<p class="note">Chosen per outer fold on its training rows alone (nested search).</p>'
+        sections.append((f"{len(sections) + 1}. Tuned hyper-parameters", note + tables))
+    sections.append((f"{len(sections) + 1}. Run metadata", metadata_section(params_path)))
     return rh.page("mmer report", sections)
 
 

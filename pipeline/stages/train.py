@@ -43,6 +43,13 @@ TEXT_CLEANING = ("strip_timestamps", "strip_sections", "lowercase")  # the text.
 # oof.parquet and metrics.json record the whole ``eval`` and ``train`` sections as provenance (``run_params``).
 TRAIN_PARAM_KEYS = (
     "seed",
+    "tune.enabled",
+    "tune.n_trials",
+    "tune.sampler",
+    "tune.timeout_s",
+    "tune.metric",
+    "tune.inner_folds",
+    "tune.grid_points",
     "dataset.labels",
     "eval.scheme",
     "eval.n_folds",
@@ -51,6 +58,9 @@ TRAIN_PARAM_KEYS = (
     "train.audio_sets",
     "train.pca_dim",
     "train.class_weight",
+    "train.normalize",
+    "train.normalize_min_clips",
+    "train.normalize_text",
     "train.n_threads",
     "text.representation",
     "text.tfidf_dim",
@@ -78,12 +88,13 @@ def param_keys(model: str, audio_sets: list[str] | None = None) -> list[str]:
     """The params.yaml keys variant ``model`` (with ``--audio-sets audio_sets``) reads, as its DVC stage lists them.
 
     :data:`TRAIN_PARAM_KEYS`, the ``enabled`` switch of each ``--audio-sets`` store and the
-    learner's own section ``train.<model>`` (the dummy has none). ``musicnn.enabled`` also
+    learner's own sections ``train.<model>`` and ``tune.space.<model>`` (the dummy has none). ``musicnn.enabled`` also
     decides the clips of every variant (:func:`shared_audio_sets`), through the musicnn
     store that it empties: a dependency of every train stage.
     """
     switches = sorted({f"{AUDIO_SET_SWITCH[s]}.enabled" for s in audio_sets or [] if s in AUDIO_SET_SWITCH})
-    return [*TRAIN_PARAM_KEYS, *switches, *([] if model == "dummy" else [f"train.{model}"])]
+    own = [] if model == "dummy" else [f"train.{model}", f"tune.space.{model}"]
+    return [*TRAIN_PARAM_KEYS, *switches, *own]
 
 
 def load_audio_block(audio_sets: list[str]) -> pd.DataFrame:
@@ -227,6 +238,7 @@ class Evaluation(NamedTuple):
     per_fold: list[dict]
     fitted: list  # the learner of each split
     train_seconds: float
+    tuning: dict | None = None  # tune.enabled: the search and each outer fold's chosen values
 
 
 def run(params: Params, model: str, fusion: str, audio_sets: list[str] | None = None) -> None:
@@ -313,25 +325,81 @@ def cross_validate_variant(
     )
     fitted: list = []
     tfidf_dim = params.text.tfidf_dim if params.text.representation == "tfidf" else None
+
+    def build(**tuned):
+        train = params.train
+        if tuned:
+            from pipeline.tuning import with_values
+
+            train = with_values(train, variant.model, tuned)
+        options = dict(seed=params.seed, tfidf_dim=tfidf_dim, val_fraction=ev.val_fraction, dask=params.executor.dask())
+        return make_learner(variant.model, variant.fusion, params=train, **options)
+
+    tuner = make_tuner(params, variant, build, grouping(rows), len(classes), len(splits))
+    prepare = group_normalizer(params, grouping(rows))
     started = time.perf_counter()
-    probabilities, per_fold = cross_validate(
-        lambda: make_learner(
-            variant.model,
-            variant.fusion,
-            params=params.train,
-            seed=params.seed,
-            tfidf_dim=tfidf_dim,
-            val_fraction=ev.val_fraction,
-            dask=params.executor.dask(),
-        ),
-        blocks,
-        y,
-        splits,
-        len(classes),
-        fitted,
-    )
+    probabilities, per_fold = cross_validate(build, blocks, y, splits, len(classes), fitted, tuner, prepare)
     train_seconds = time.perf_counter() - started
-    return Evaluation(classes, y, splits, np.concatenate(probabilities), per_fold, fitted, train_seconds)
+    tuning = None if tuner is None else tuning_record(params, tuner)
+    return Evaluation(classes, y, splits, np.concatenate(probabilities), per_fold, fitted, train_seconds, tuning)
+
+
+def group_normalizer(params: Params, groups: np.ndarray | None):
+    """``train.normalize: group``: a ``prepare`` for cross_validate that z-scores the audio (and with
+    ``normalize_text`` the text) block per group; small groups take the split's training-side statistics."""
+    train_params = params.train
+    if train_params.normalize != "group":
+        return None
+    if groups is None:
+        raise ValueError(
+            "train.normalize: group needs every clip's group (speaker, artist): map a manifest column to 'group' "
+            "(dataset.columns) or use train.normalize: global"
+        )
+    from pipeline.normalize import group_standardize
+
+    modalities = ["audio", *(["text"] if train_params.normalize_text else [])]
+
+    def prepare(blocks: dict[str, np.ndarray], split) -> dict[str, np.ndarray]:
+        reference = np.zeros(len(groups), dtype=bool)
+        reference[np.concatenate([split.train, split.val])] = True
+        out = dict(blocks)
+        for m in modalities:
+            if m in blocks and blocks[m].dtype != object:  # not the raw texts of the tfidf representation
+                present = blocks.get(f"{m}_present")
+                out[m] = group_standardize(blocks[m], groups, reference, train_params.normalize_min_clips, present)
+        return out
+
+    return prepare
+
+
+def make_tuner(params: Params, variant: Variant, build, groups: np.ndarray | None, n_classes: int, n_splits: int):
+    """A :class:`pipeline.tuning.NestedTuner` for the variant when ``tune.enabled`` (and it has a space), else None."""
+    if not params.tune.enabled or variant.model == "dummy":
+        return None
+    from pipeline.tuning import NestedTuner, configured_values, tunable_space
+
+    space = tunable_space(getattr(params.tune.space, variant.model), variant.model, variant.fusion)
+    if not space:
+        return None
+    return NestedTuner(
+        build,
+        space,
+        configured_values(params.train, variant.model, list(space)),
+        params.tune,
+        groups=groups,
+        n_classes=n_classes,
+        val_fraction=params.eval.val_fraction,
+        seed=params.seed,
+        n_splits=n_splits,
+        name=f"{variant.name}-{variant.fusion}",
+    )
+
+
+def tuning_record(params: Params, tuner) -> dict:
+    """metrics.json "tuning": the search settings, the configured values and each outer fold's choice."""
+    settings = {k: v for k, v in as_dict(params.tune).items() if k != "space"}
+    space = {k: {f: v for f, v in as_dict(r).items() if v is not None} for k, r in tuner.space.items()}
+    return {**settings, "space": space, "configured": tuner.configured, "folds": tuner.folds}
 
 
 def grouping(rows: pd.DataFrame) -> np.ndarray | None:
@@ -428,6 +496,7 @@ def variant_metrics(
         "modalities": [m for m in MODALITIES if m in all_blocks],
         "folds": evaluation.per_fold,
         "summary": summarize(evaluation.per_fold),
+        "tuning": evaluation.tuning,
         # per-class scores and confusion counts of the first repeat: one prediction per test clip
         **per_class_report(y[test_rows][first_repeat], proba[first_repeat], classes),
         "params": run_params,
