@@ -100,6 +100,28 @@ def merge_rows(result: Result) -> list[list[str]]:
     return rows
 
 
+def tuning_rows(result: Result) -> list[list[str]]:
+    """bench/tuning.py: per corpus and variant, untuned against tuned (and global against group normalisation)."""
+    rows = []
+    for corpus, name in (("demo", "demo"), ("ravdess", "RAVDESS")):
+        for key in sorted(
+            k.removesuffix("_tuned_f1") for k in result if k.startswith(corpus) and k.endswith("_tuned_f1")
+        ):
+            variant = key.removeprefix(f"{corpus}_").replace("_", "-")
+            f1, tuned = result[f"{key}_f1"], result[f"{key}_tuned_f1"]
+            group = result.get(f"{key}_group_f1")
+            rows.append(
+                [
+                    f"{name} {variant}",
+                    f"{f1:.3f}",
+                    f"{tuned:.3f} ({tuned - f1:+.3f})",
+                    f"{result[f'{key}_s']:.0f} s → {result[f'{key}_tuned_s'] / 60:.1f} min",
+                    "–" if group is None else f"{group:.3f} ({group - f1:+.3f})",
+                ]
+            )
+    return rows
+
+
 DETERMINISM_OUTPUTS = ("audio", "melspec", "musicnn", "text", "logreg-concat", "lgbm-concat", "mlp-concat", "cnn-audio")
 
 
@@ -187,6 +209,21 @@ BENCHES: dict[str, Bench] = {
         header=("environment", *DETERMINISM_OUTPUTS),
         rows=determinism_rows,
         notes="Byte-identical files (metadata included) in the second unchanged run: {baseline_again_same_bytes}.",
+    ),
+    "tuning": Bench(
+        title="Nested tuning and group normalisation",
+        command="python bench/tuning.py --json bench/results/tuning.json  # after make repro; needs ../shared",
+        measured="2026-12",
+        about=(
+            "Each variant untuned (params.yaml) and tuned (`tune.enabled: true`, {n_trials} optuna TPE trials per "
+            "outer fold, each scored by 3 inner grouped folds; default search spaces) in the same run: pooled "
+            "out-of-fold macro-F1 and the stage's train time. The demo reads the workspace's stores; the shared "
+            "RAVDESS sung-phrase corpus (274 clips, 6 classes, 23 singers, folds grouped by singer) is built in "
+            "a scratch project and also trained with `train.normalize: group` (per-singer z-scores) against the "
+            "default global standardisation."
+        ),
+        header=("variant", "macro-F1 untuned", "tuned (Δ)", "train time untuned → tuned", "normalize: group (Δ)"),
+        rows=tuning_rows,
     ),
     "train_cost": Bench(
         title="Train stages",

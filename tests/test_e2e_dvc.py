@@ -39,6 +39,9 @@ def run(cmd, cwd, env):
     return done.stdout
 
 
+GIT_IDENTITY = {"NAME": "mmer tests", "EMAIL": "tests@mmer.invalid"}  # for the commit `dvc exp` needs
+
+
 def init_project(tmp_path: Path, overrides: dict) -> tuple[Path, dict]:
     """A fresh git + DVC repo holding the pipeline and params; returns (dvc executable, environment)."""
     for name in ("dvc.yaml", "pipeline"):
@@ -52,6 +55,7 @@ def init_project(tmp_path: Path, overrides: dict) -> tuple[Path, dict]:
         "HF_HUB_OFFLINE": "1",
         "PYTHONPATH": str(tmp_path),
         "OMP_WAIT_POLICY": "PASSIVE",  # idle OpenMP threads sleep instead of spinning on a core the next run needs
+        **{f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER") for what, value in GIT_IDENTITY.items()},
     }
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     run(["git", "init", "-q"], tmp_path, env)
@@ -150,11 +154,11 @@ def test_dvc_repro_end_to_end(repros):
     tmp_path = repro.finished()
 
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
-    every = ["audio", "concat", "late", "mean", "product", "text"]
+    every = ["audio", "concat", "late", "mean", "product", "tensor", "text"]
     assert {m: sorted(f) for m, f in metrics.items()} == {
         **{m: every for m in ("lgbm", "logreg", "mlp")},
-        "multitask": ["concat", "mean", "product"],
-        "cnn": ["audio", "concat", "late", "mean", "product"],
+        "multitask": ["concat", "mean", "product", "tensor"],
+        "cnn": ["audio", "concat", "late", "mean", "product", "tensor"],
         "dummy": ["none"],
         **{f"{m}@musicnn": ["audio", "concat"] for m in ("lgbm", "logreg", "mlp")},
     }
@@ -177,20 +181,30 @@ def test_dvc_repro_end_to_end(repros):
                 "audio_sets",
             } | ({"f1_macro_text_removed"} if reads_text else set())
             assert summary["f1_macro"]["std"] > 0 or model == "dummy"  # real per-fold spread, not a constant
-    assert (tmp_path / "reports" / "leaderboard.md").read_text().count("\n| ") == 34  # header, 32 rows, chance
+    assert (tmp_path / "reports" / "leaderboard.md").read_text().count("\n| ") == 39  # header, 37 rows, chance
     assert (tmp_path / "models" / "cnn-late" / "folds" / "fold2" / "audio" / "head.pt").exists()
     assert (tmp_path / "dvc.lock").exists()
 
     assert (tmp_path / "reports" / "index.html").read_text().count("<svg") >= 7
     shown = repro.dvc("metrics", "show")  # the compact reports/summary.json: one column per variant, plus the best
     assert "reports/summary.json" in shown and "best.f1_macro" in shown and "f1_macro.cnn-late" in shown
-    assert len(shown.splitlines()[0].split()) < 40  # Path + 5 best.* + 32 variants: fits a terminal
+    assert len(shown.splitlines()[0].split()) == 1 + 5 + 37  # Path, best.*, one per scored variant: no more
     repro.dvc("plots", "show", "--out", str(tmp_path / "dvc_plots"))
     assert (tmp_path / "dvc_plots" / "index.html").exists()
 
     again = repro.dvc("repro")
     assert "Running stage" not in again
     assert "up to date" in repro.dvc("status")
+
+    # an experiment a person can compare: commit the run, change one parameter, show what changed
+    run(["git", "add", "-A"], tmp_path, repro.env)
+    run(["git", "commit", "-qm", "baseline run"], tmp_path, repro.env)
+    repro.dvc("exp", "run", "-S", "eval.n_boot=300")  # only the report depends on it: one stage reruns
+    table = repro.dvc("exp", "show", "--md", "--only-changed").splitlines()
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    assert "eval.n_boot" in header and "best.f1_ci_low" in header
+    assert len(header) <= 12, header  # Experiment, Created, the changed metrics and the one param
+    assert len(table) == 2 + 2  # header, rule, the baseline commit and the experiment
 
 
 def single_modality_results(repro: Repro) -> tuple[dict, str]:
@@ -210,7 +224,7 @@ def test_audio_only_corpus_through_dvc_repro(repros):
         **{f"{m}@musicnn": ["audio"] for m in ("lgbm", "logreg", "mlp")},
     }
     assert metrics["logreg"]["audio"]["f1_macro"]["mean"] > 0.8  # pitch separates the classes
-    assert "no text in this corpus: 25 variants that need it were skipped" in board
+    assert "no text in this corpus: 30 variants that need it were skipped" in board
 
 
 def test_text_only_corpus_through_dvc_repro(repros):
@@ -222,4 +236,4 @@ def test_text_only_corpus_through_dvc_repro(repros):
         "mlp": ["text"],
     }
     assert metrics["logreg"]["text"]["f1_macro"]["mean"] > 0.8
-    assert "no audio in this corpus: 29 variants that need it were skipped" in board
+    assert "no audio in this corpus: 34 variants that need it were skipped" in board
