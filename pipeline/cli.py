@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import __version__
@@ -37,6 +38,19 @@ def main(argv: list[str] | None = None) -> int:
         help="audio stores of this variant instead of train.audio_sets (written to models/<model>@<sets>-<fusion>)",
     )
     sub.add_parser("report", help="aggregate metrics into reports/")
+    sub.add_parser("bundle", help="refit bundle.variants on all labelled clips -> models/bundles/ (for predict)")
+    predict = sub.add_parser("predict", help="predict new clips with a bundle; exit code 2 when some clips failed")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders, or a .csv/.parquet manifest")
+    predict.add_argument("--bundle", required=True, help="a bundle folder, e.g. models/bundles/lgbm-concat")
+    predict.add_argument("--out", required=True, help="predictions file: .parquet, .csv or .jsonl")
+    predict.add_argument("--jobs", type=int, default=-1, help="worker processes for feature extraction (-1: all cores)")
+    predict.add_argument(
+        "--dask", metavar="ADDRESS", help="extract on a Dask cluster (tcp://host:8786 or local-cluster)"
+    )
+    predict.add_argument(
+        "--column", action="append", default=[], metavar="MMER=YOURS", help="manifest column mapping, e.g. clip_id=id"
+    )
+    predict.add_argument("--no-cache", action="store_true", help="do not read or fill the per-clip feature cache")
     inspect = sub.add_parser("inspect", help="show a store's schema, null counts and metadata")
     inspect.add_argument("path")
     fetch = sub.add_parser("fetch", help="download a dataset's release archives (checksummed, resumable)")
@@ -59,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    COMMANDS[args.command](args)
-    return 0
+    return COMMANDS[args.command](args) or 0
 
 
 def _params(args: argparse.Namespace) -> Params:
@@ -130,6 +143,53 @@ def _train(args: argparse.Namespace) -> None:
     train.run(params, args.model, args.fusion, args.audio_sets)
 
 
+def _bundle(args: argparse.Namespace) -> None:
+    params = _params(args)
+    from pipeline.stages import bundle
+
+    bundle.run(params)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.predict import predict, write_table
+    from pipeline.store import write_text
+
+    columns = dict(item.split("=", 1) for item in args.column if "=" in item)
+    if len(columns) != len(args.column):
+        raise ValueError(f"--column takes MMER=YOURS, e.g. clip_id=id; got {args.column}")
+    table, metrics = predict(
+        args.bundle,
+        args.inputs,
+        columns=columns,
+        jobs=args.jobs,
+        dask_address=args.dask,
+        cache_dir=None if args.no_cache else ".mmer_cache",
+    )
+    write_table(table, args.out)
+    failed = int(table["error"].notna().sum())
+    counts = table["predicted"].value_counts().sort_index()
+    print(
+        f"mmer predict: {len(table)} clips -> {args.out}; predicted " + ", ".join(f"{k} {v}" for k, v in counts.items())
+    )
+    if metrics is not None:
+        path = Path(args.out).with_suffix(".metrics.json")
+        write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", path)
+        low, high = metrics["f1_macro_ci95"]
+        print(
+            f"mmer predict: labelled: macro-F1 {metrics['f1_macro_pooled']:.3f} (95% CI {low:.3f}-{high:.3f}), "
+            f"accuracy {metrics['accuracy']:.3f} on {metrics['n_clips']} clips -> {path}"
+        )
+    if failed:
+        first = table.loc[table["error"].notna()].iloc[0]
+        print(
+            f"mmer predict: {failed} clip(s) failed, e.g. {first['clip_id']}: {first['error']} (see the error column)"
+        )
+        return 2
+    return 0
+
+
 def _fetch(args: argparse.Namespace) -> None:
     params = _params(args)
     from pipeline.datasets.fetch import MERGE_RECORD, fetch_archives, merge_archive
@@ -149,7 +209,7 @@ def _cache(args: argparse.Namespace) -> None:
 
 
 # sub-command -> what it runs; each imports its stage when called, so ``mmer --help`` stays fast
-COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+COMMANDS: dict[str, Callable[[argparse.Namespace], int | None]] = {
     "demo": _demo,
     "prepare": _prepare,
     "audio-features": _audio_features,
@@ -158,6 +218,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "text-features": _text_features,
     "train": _train,
     "report": _report,
+    "bundle": _bundle,
+    "predict": _predict,
     "inspect": _inspect,
     "fetch": _fetch,
     "cache": _cache,

@@ -324,11 +324,11 @@ class SearchSpaces:
     )
     lgbm: dict[str, SearchRange] = field(
         default_factory=_ranges(
-            num_leaves={"low": 4, "high": 63, "log": True},
-            learning_rate={"low": 0.01, "high": 0.3, "log": True},
+            num_leaves={"low": 4, "high": 31, "log": True},
+            learning_rate={"low": 0.03, "high": 0.3, "log": True},
             min_child_samples={"low": 5, "high": 40},
-            colsample_bytree={"low": 0.2, "high": 1.0},
-            n_estimators={"low": 100, "high": 600},
+            colsample_bytree={"low": 0.2, "high": 0.8},
+            n_estimators={"low": 100, "high": 400},
             pca_dim={"choices": [8, 16, 32]},
         )
     )
@@ -362,10 +362,11 @@ class TuneParams:
     values per range, log-spaced with ``log``), seeded from ``seed``. timeout_s: a
     variant's budget, split evenly over its outer folds (null = none; a timeout makes
     the number of trials, and so the result, depend on the machine). metric: what the
-    trials maximise. inner_folds: >= 2: each trial is scored by grouped, stratified
-    K-fold cross-validation on the outer fold's training + validation rows; 1: by the
-    protocol's inner validation split (the cheap choice for the torch heads). The
-    configured ``train`` values are always the first trial. space: per learner.
+    trials maximise. inner_folds: logreg and lgbm trials are scored by grouped,
+    stratified K-fold cross-validation (>= 2) on the outer fold's training + validation
+    rows, or (1) on the protocol's inner validation split alone; inner_folds_torch: the
+    same for the torch heads (mlp, multitask, cnn), default 1: each trial trains a
+    network. The configured ``train`` values are always the first trial. space: per learner.
     """
 
     enabled: bool = False
@@ -374,8 +375,20 @@ class TuneParams:
     timeout_s: float | None = None
     metric: Literal["f1_macro", "auc_roc_macro", "balanced_accuracy", "accuracy"] = "f1_macro"
     inner_folds: int = 3
+    inner_folds_torch: int = 1
     grid_points: int = 3
     space: SearchSpaces = field(default_factory=SearchSpaces)
+
+
+@dataclass(frozen=True)
+class BundleParams:
+    """Final models for ``mmer predict`` (stage ``bundle``, models/bundles/<variant>/).
+
+    variants: variant names as in models/ (``lgbm-concat``, ``mlp@musicnn-audio``), or
+    ``best``: rank 1 of the leaderboard. Each is refitted on every labelled clip.
+    """
+
+    variants: list[str] = field(default_factory=lambda: ["best"])
 
 
 @dataclass(frozen=True)
@@ -395,6 +408,7 @@ class Params:
     eval: EvalParams = field(default_factory=EvalParams)
     train: TrainParams = field(default_factory=TrainParams)
     tune: TuneParams = field(default_factory=TuneParams)
+    bundle: BundleParams = field(default_factory=BundleParams)
 
 
 def _choices(values: tuple, nullable: bool) -> str:
@@ -544,13 +558,15 @@ def validate(params: Params) -> None:
             raise ParamsError(f"params: {section}.max_error_fraction must be in [0, 1]")
     check_audio_sets(params, params.train.audio_sets, "train.audio_sets")
     check_tune(params.tune, params.train)
+    if not params.bundle.variants:
+        raise ParamsError("params: bundle.variants must name at least one variant, e.g. [best]")
     if params.train.normalize_min_clips < 2:
         raise ParamsError(f"params: train.normalize_min_clips must be >= 2, got {params.train.normalize_min_clips}")
 
 
 def check_tune(tune: TuneParams, train: TrainParams) -> None:
     """Trial counts, and every ``tune.space`` entry names a key of its learner with a usable range."""
-    for key in ("n_trials", "inner_folds"):
+    for key in ("n_trials", "inner_folds", "inner_folds_torch"):
         if getattr(tune, key) < 1:
             raise ParamsError(f"params: tune.{key} must be >= 1, got {getattr(tune, key)}")
     if tune.grid_points < 2:

@@ -108,6 +108,7 @@ class NestedTuner:
     settings : the ``tune`` section.
     groups : every clip's group (indexed by the outer split's rows), or None.
     n_classes, val_fraction, seed : the protocol's.
+    inner_folds : inner folds per trial (1: the outer split's validation rows; see :func:`inner_splits`).
     name : printed with each fold's result.
     """
 
@@ -123,11 +124,12 @@ class NestedTuner:
         val_fraction: float,
         seed: int,
         n_splits: int,
+        inner_folds: int = 3,
         name: str = "",
     ):
         self.make, self.space, self.configured, self.settings = make, space, configured, settings
         self.groups, self.n_classes, self.val_fraction, self.seed = groups, n_classes, val_fraction, seed
-        self.n_splits, self.name = n_splits, name
+        self.n_splits, self.inner_folds, self.name = n_splits, inner_folds, name
         self.integers = {k for k, v in configured.items() if isinstance(v, int) and not isinstance(v, bool)}
         self.folds: list[dict] = []  # per outer split: repeat, fold, chosen values, inner score, trials, seconds
 
@@ -140,7 +142,7 @@ class NestedTuner:
         seen = np.concatenate([split.train, split.val])
         groups = None if self.groups is None else self.groups[seen]
         seed = self.seed + 1000 * split.repeat + split.fold
-        splits = inner_splits(y, groups, len(split.train), self.settings.inner_folds, self.val_fraction, seed)
+        splits = inner_splits(y, groups, len(split.train), self.inner_folds, self.val_fraction, seed)
         sampler = make_sampler(self.settings, self.space, self.integers, seed)
         study = optuna.create_study(direction="maximize", sampler=sampler)
         first = {k: v for k, v in self.configured.items() if inside(v, self.space[k])}

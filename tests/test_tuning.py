@@ -47,7 +47,7 @@ def problem(n=160, seed=0):
     return {"audio": x}, y, np.repeat(np.arange(n // 4), 4)  # groups of 4 clips
 
 
-def tuner_for(make, space, configured, groups, n_splits, **settings):
+def tuner_for(make, space, configured, groups, n_splits, inner_folds=3, **settings):
     return NestedTuner(
         make,
         space,
@@ -58,6 +58,7 @@ def tuner_for(make, space, configured, groups, n_splits, **settings):
         val_fraction=0.2,
         seed=7,
         n_splits=n_splits,
+        inner_folds=inner_folds,
         name="spy",
     )
 
@@ -168,6 +169,7 @@ def test_tuned_train_stage_records_each_folds_choice_and_the_report_tables_them(
     train.run(params, "logreg", "tensor")
     tuning = json.loads((project / "models/logreg-tensor/metrics.json").read_text())["tuning"]
     assert (tuning["sampler"], tuning["configured"]) == ("tpe", {"C": 0.1, "pca_dim": 32})
+    assert (tuning["inner_folds"], tuning["inner_folds_torch"]) == (2, 1)
     assert len(tuning["folds"]) == 4 and all(f["n_trials"] == 3 for f in tuning["folds"])
     assert all(1e-3 <= f["params"]["C"] <= 1e2 and f["params"]["pca_dim"] in (8, 16, 32) for f in tuning["folds"])
     assert all(0 <= f["inner_score"] <= 1 for f in tuning["folds"])

@@ -18,7 +18,7 @@ import pandas as pd
 
 from pipeline.features.text import clean_text
 from pipeline.fusion import FUSIONS, MODALITIES, modalities_for
-from pipeline.models import make_learner
+from pipeline.models import TORCH_LEARNERS, make_learner
 from pipeline.params import Params, as_dict, check_audio_sets
 from pipeline.stages import AUDIO_STORE, ESSENTIA_STORE, MANIFEST, MELSPEC_STORE, MODELS, MUSICNN_STORE, TEXT_STORE
 from pipeline.store import (
@@ -34,6 +34,7 @@ from pipeline.store import (
 
 if TYPE_CHECKING:
     from pipeline.evaluation import Split
+    from pipeline.models.base import Learner
 
 LIBRARIES = ("scikit-learn", "lightgbm", "torch")
 
@@ -49,6 +50,7 @@ TRAIN_PARAM_KEYS = (
     "tune.timeout_s",
     "tune.metric",
     "tune.inner_folds",
+    "tune.inner_folds_torch",
     "tune.grid_points",
     "dataset.labels",
     "eval.scheme",
@@ -324,17 +326,7 @@ def cross_validate_variant(
         fold=rows["fold"].to_numpy(dtype=object) if ev.scheme == "predefined" else None,
     )
     fitted: list = []
-    tfidf_dim = params.text.tfidf_dim if params.text.representation == "tfidf" else None
-
-    def build(**tuned):
-        train = params.train
-        if tuned:
-            from pipeline.tuning import with_values
-
-            train = with_values(train, variant.model, tuned)
-        options = dict(seed=params.seed, tfidf_dim=tfidf_dim, val_fraction=ev.val_fraction, dask=params.executor.dask())
-        return make_learner(variant.model, variant.fusion, params=train, **options)
-
+    build = learner_factory(params, variant)
     tuner = make_tuner(params, variant, build, grouping(rows), len(classes), len(splits))
     prepare = group_normalizer(params, grouping(rows))
     started = time.perf_counter()
@@ -372,6 +364,24 @@ def group_normalizer(params: Params, groups: np.ndarray | None):
     return prepare
 
 
+def learner_factory(params: Params, variant: Variant):
+    """``build(**values)``: a fresh learner of the variant, with tuned ``values`` in place of ``train``'s."""
+    tfidf_dim = params.text.tfidf_dim if params.text.representation == "tfidf" else None
+    options = dict(
+        seed=params.seed, tfidf_dim=tfidf_dim, val_fraction=params.eval.val_fraction, dask=params.executor.dask()
+    )
+
+    def build(**values) -> Learner:
+        train = params.train
+        if values:
+            from pipeline.tuning import with_values
+
+            train = with_values(train, variant.model, values)
+        return make_learner(variant.model, variant.fusion, params=train, **options)
+
+    return build
+
+
 def make_tuner(params: Params, variant: Variant, build, groups: np.ndarray | None, n_classes: int, n_splits: int):
     """A :class:`pipeline.tuning.NestedTuner` for the variant when ``tune.enabled`` (and it has a space), else None."""
     if not params.tune.enabled or variant.model == "dummy":
@@ -391,6 +401,7 @@ def make_tuner(params: Params, variant: Variant, build, groups: np.ndarray | Non
         val_fraction=params.eval.val_fraction,
         seed=params.seed,
         n_splits=n_splits,
+        inner_folds=params.tune.inner_folds_torch if variant.model in TORCH_LEARNERS else params.tune.inner_folds,
         name=f"{variant.name}-{variant.fusion}",
     )
 

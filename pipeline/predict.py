@@ -1,0 +1,272 @@
+"""``mmer predict``: a bundle's model on new clips, with the bundle's own feature extraction.
+
+The inputs (audio files, folders, or a manifest) become a manifest in a scratch project;
+the feature stages run there exactly as in the pipeline — same code, same executor,
+same per-clip cache and error capture — with the feature configuration recorded in
+``bundle.json``, not the current params.yaml. A clip that cannot be read gets a row with
+its ``error``; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.bundle import read_bundle
+from pipeline.datasets.folders import AUDIO_EXTENSIONS, TEXT_EXTENSIONS
+from pipeline.datasets.manifest import read_text_file
+
+MANIFEST_SUFFIXES = (".csv", ".parquet")
+OUTPUT_SUFFIXES = (".parquet", ".csv", ".jsonl")
+
+
+def collect_inputs(inputs: list[str | Path], columns: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per clip: ``clip_id, audio_path, text, label`` (label None unless a manifest gives it).
+
+    An audio file's text is a sidecar ``<name>.txt`` or ``<name>.lrc`` beside it; a folder
+    is searched recursively for audio files (clip_id: the path inside the folder, without
+    extension); a ``.csv``/``.parquet`` file is a manifest read with ``columns`` (the
+    ``dataset.columns`` mapping; ``label`` optional).
+    """
+    frames = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            if not files:
+                raise FileNotFoundError(f"{item}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
+            frames.append(_audio_rows(files, item))
+        elif item.suffix.lower() in MANIFEST_SUFFIXES:
+            frames.append(_manifest_rows(item, columns or {}))
+        elif item.exists() or item.suffix.lower() in AUDIO_EXTENSIONS:
+            frames.append(_audio_rows([item], item.parent))  # a missing or unreadable file becomes an error row
+        else:
+            raise FileNotFoundError(f"{item}: not found (give audio files, folders or a .csv/.parquet manifest)")
+    table = pd.concat(frames, ignore_index=True)
+    repeated = table["clip_id"][table["clip_id"].duplicated()].tolist()
+    if repeated:
+        raise ValueError(f"two inputs have the clip id {repeated[0]!r}; pass them in separate runs or rename one")
+    return table
+
+
+def _audio_rows(files: list[Path], root: Path) -> pd.DataFrame:
+    rows = []
+    for path in files:
+        sidecar = next((t for t in (path.with_suffix(ext) for ext in TEXT_EXTENSIONS) if t.exists()), None)
+        rows.append(
+            {
+                "clip_id": path.relative_to(root).with_suffix("").as_posix(),
+                "audio_path": str(path.resolve()),
+                "text": read_text_file(sidecar) if sidecar else None,
+                "label": None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _manifest_rows(path: Path, columns: dict[str, str]) -> pd.DataFrame:
+    """A manifest's clips through the manifest adapter; without a label column, labels are None."""
+    from pipeline.datasets.manifest import read_manifest_file
+
+    raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str, keep_default_na=False)
+    label = columns.get("label", "label")
+    if label in raw.columns:
+        table = read_manifest_file(path, columns)
+    else:  # predict only: the adapter needs a label column, so a copy gets an empty one
+        for key in ("audio_path", "text_path"):
+            name = columns.get(key, key)
+            if name in raw.columns:  # absolute, so that the copy elsewhere finds the files
+                raw[name] = [str(path.parent / v) if isinstance(v, str) and v else v for v in raw[name]]
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / "manifest.parquet"
+            raw.assign(**{label: ""}).to_parquet(copy)
+            table = read_manifest_file(copy, columns)
+    table = table.reindex(columns=["clip_id", "audio_path", "text", "label"])
+    return table.replace({"label": {"": None}, "text": {"": None}})
+
+
+@contextlib.contextmanager
+def _inside(folder: Path):
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+
+
+def feature_params(bundle: dict, jobs: int, dask_address: str | None, cache_dir: Path | None):
+    """Params whose feature sections are the bundle's recorded configuration (failures recorded, never fatal)."""
+    from pipeline.params import Params, build
+
+    features = bundle["features"]
+    audio = (features.get("descriptors") or features.get("melspec") or {}).get("params", {})
+    musicnn = next((f["params"] for name, f in features.items() if name.startswith("musicnn")), None)
+    essentia = features.get("essentia", {}).get("params")
+    text = features.get("text", {})
+    data = {
+        "audio": {**audio, "max_error_fraction": 1.0},
+        "essentia": {**(essentia or {}), "enabled": essentia is not None, "max_error_fraction": 1.0},
+        "musicnn": {**(musicnn or {}), "enabled": musicnn is not None, "max_error_fraction": 1.0},
+        "text": {**text.get("params", {}), "representation": text.get("representation", "embedding")},
+        "executor": {"n_jobs": jobs, **({"kind": "dask", "address": dask_address} if dask_address else {})},
+        "cache": {"enabled": cache_dir is not None, "dir": str(cache_dir or ".mmer_cache")},
+    }
+    return build(Params, data)
+
+
+def write_inputs(clips: pd.DataFrame, bundle: dict) -> None:
+    """The scratch project's data/manifest.parquet (no label checks: these clips may have none)."""
+    from pipeline.stages import MANIFEST
+    from pipeline.store import manifest_schema, write_store
+
+    table = clips.assign(label=clips["label"].astype(object), group=None, split=None)
+    table = table[["clip_id", "audio_path", "text", "label", "group", "split"]]
+    write_store(table, MANIFEST, manifest_schema(), {"store": "manifest", "classes": bundle["classes"]})
+
+
+def extract(params, bundle: dict, clips: pd.DataFrame) -> dict[str, str]:
+    """Run the feature stages the bundle reads; returns ``{clip_id: error}`` of clips that could not be used."""
+    from pipeline.stages import AUDIO_ERRORS, ESSENTIA_ERRORS, MUSICNN_ERRORS
+    from pipeline.store import read_store
+
+    sets = bundle["audio_sets"]
+    errors: dict[str, str] = {}
+    if "audio" in bundle["modalities"]:
+        from pipeline.stages import audio_features, essentia_features, musicnn_features
+
+        no_audio = clips["audio_path"].isna()
+        errors.update({cid: "no audio file" for cid in clips.loc[no_audio, "clip_id"]})
+        if no_audio.all():
+            return errors
+        stages = [(audio_features, AUDIO_ERRORS)] if {"descriptors", "melspec"} & set(sets) else []
+        stages += [(essentia_features, ESSENTIA_ERRORS)] if "essentia" in sets else []
+        stages += [(musicnn_features, MUSICNN_ERRORS)] if any(s.startswith("musicnn") for s in sets) else []
+        for stage, table in stages:
+            stage.run(params)
+            for row in read_store(table).itertuples():
+                errors.setdefault(row.clip_id, f"{row.stage}: {row.error_type}: {row.message}")
+    if "text" in bundle["modalities"] and params.text.representation == "embedding":
+        from pipeline.stages import text_features
+
+        text_features.run(params)
+    return errors
+
+
+def model_inputs(bundle: dict, params, clips: pd.DataFrame, usable: np.ndarray) -> dict[str, np.ndarray]:
+    """The blocks of the ``usable`` clips, in the bundle's column order."""
+    from pipeline.features.text import clean_text
+    from pipeline.stages import MELSPEC_STORE, TEXT_STORE
+    from pipeline.stages.train import load_audio_block
+    from pipeline.store import read_matrix, read_tensor
+
+    ids = clips["clip_id"].to_numpy()[usable]
+    blocks: dict[str, np.ndarray] = {}
+    if "audio" in bundle["modalities"] and bundle["audio_sets"] == ["melspec"]:
+        tensor_ids, tensors, _ = read_tensor(MELSPEC_STORE)
+        blocks["audio"] = tensors[pd.Series(np.arange(len(tensor_ids)), index=tensor_ids).loc[ids].to_numpy()]
+    elif "audio" in bundle["modalities"]:
+        audio = load_audio_block(bundle["audio_sets"])
+        missing = [c for c in bundle["audio_columns"] if c not in audio.columns]
+        if missing:
+            raise ValueError(f"the extracted features lack {len(missing)} of the bundle's columns, e.g. {missing[0]}")
+        blocks["audio"] = audio.loc[ids, bundle["audio_columns"]].to_numpy(dtype=np.float32)
+    if "text" in bundle["modalities"]:
+        texts = clips["text"].to_numpy(dtype=object)[usable]
+        t = params.text
+        cleaned = np.array([clean_text(x, t.strip_timestamps, t.strip_sections, t.lowercase) for x in texts], object)
+        if t.representation == "tfidf":
+            blocks["text"], blocks["text_present"] = cleaned, np.array([bool(x) for x in cleaned])
+        else:  # as in training: a clip without text has a null embedding (zeros, present False)
+            text_ids, matrix, present = read_matrix(TEXT_STORE)
+            rows = pd.Series(np.arange(len(text_ids)), index=text_ids).loc[ids].to_numpy()
+            blocks["text"], blocks["text_present"] = matrix[rows], present[rows]
+    return blocks
+
+
+def predict(
+    bundle_dir: str | Path,
+    inputs: list[str | Path],
+    *,
+    columns: dict[str, str] | None = None,
+    jobs: int = -1,
+    dask_address: str | None = None,
+    cache_dir: str | Path | None = ".mmer_cache",
+) -> tuple[pd.DataFrame, dict | None]:
+    """Predictions for every input clip (error rows included), and metrics when every usable clip has a label."""
+    from pipeline.evaluation import predict_all_classes
+    from pipeline.models import load_learner
+
+    bundle_dir = Path(bundle_dir)
+    bundle = read_bundle(bundle_dir)
+    clips = collect_inputs(inputs, columns)
+    cache = None if cache_dir is None else Path(cache_dir).resolve()
+    with tempfile.TemporaryDirectory(prefix="mmer-predict-") as tmp, _inside(Path(tmp)):
+        params = feature_params(bundle, jobs, dask_address, cache)
+        write_inputs(clips, bundle)
+        errors = extract(params, bundle, clips)
+        usable = ~clips["clip_id"].isin(errors).to_numpy()
+        blocks = model_inputs(bundle, params, clips, usable) if usable.any() else {}
+    classes = bundle["classes"]
+    proba = np.full((len(clips), len(classes)), np.nan)
+    if usable.any():
+        proba[usable] = predict_all_classes(load_learner(bundle_dir / "model"), blocks, len(classes))
+    has_text = np.zeros(len(clips), dtype=bool)
+    if "text_present" in blocks:
+        has_text[usable] = blocks["text_present"]
+    table = pd.DataFrame(
+        {
+            "clip_id": clips["clip_id"],
+            "path": clips["audio_path"],
+            "predicted": [classes[k] if ok else None for k, ok in zip(np.nan_to_num(proba).argmax(axis=1), usable)],
+        }
+    )
+    for k, label in enumerate(classes):
+        table[f"proba_{label}"] = proba[:, k]
+    table["has_text"] = has_text
+    table["modalities_used"] = [
+        None if not ok else "+".join(m for m in bundle["modalities"] if m != "text" or text)
+        for ok, text in zip(usable, has_text)
+    ]
+    table["error"] = [errors.get(cid) for cid in clips["clip_id"]]
+    return table, labelled_metrics(clips, proba, usable, classes)
+
+
+def labelled_metrics(clips: pd.DataFrame, proba: np.ndarray, usable: np.ndarray, classes: list[str]) -> dict | None:
+    """Macro metrics (with the 95% bootstrap CI of macro-F1) of the usable clips, when all of them have labels."""
+    labels = clips["label"].to_numpy(dtype=object)[usable]
+    if not usable.any() or any(label is None for label in labels):
+        return None
+    unknown = sorted({str(label) for label in labels} - set(classes))
+    if unknown:
+        raise ValueError(f"input labels {unknown} are not among the bundle's labels {classes}")
+    from pipeline.evaluation import bootstrap_f1_ci, classification_metrics, pooled_f1
+
+    y = np.array([classes.index(label) for label in labels])
+    scores = classification_metrics(y, proba[usable])
+    return {
+        **scores,
+        "f1_macro_pooled": pooled_f1(y, proba[usable]),
+        "f1_macro_ci95": bootstrap_f1_ci(y, proba[usable], n_boot=1000, seed=0),
+        "n_clips": int(usable.sum()),
+    }
+
+
+def write_table(table: pd.DataFrame, out: str | Path) -> None:
+    """The predictions as .parquet, .csv or .jsonl (by the extension), atomically."""
+    from pipeline.store import atomic_path
+
+    out = Path(out)
+    if out.suffix not in OUTPUT_SUFFIXES:
+        raise ValueError(f"--out {out}: the extension must be one of {', '.join(OUTPUT_SUFFIXES)}")
+    with atomic_path(out) as tmp:
+        if out.suffix == ".parquet":
+            table.to_parquet(tmp, index=False)
+        elif out.suffix == ".csv":
+            table.to_csv(tmp, index=False)
+        else:
+            table.to_json(tmp, orient="records", lines=True)

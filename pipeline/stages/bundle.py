@@ -1,0 +1,163 @@
+"""Stage ``bundle``: refit the chosen variants on every labelled clip -> models/bundles/<variant>/.
+
+``bundle.variants`` names them (``best`` = rank 1 of the leaderboard, from
+reports/summary.json). Each is fitted with its cross-validation recipe: the same
+learner and ``train`` values (tuned on all clips when ``tune.enabled``), inner
+validation rows carved the same way for early stopping and the late-fusion weight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.bundle import BUNDLES, FORMAT, library_set, model_card, model_files, store_features
+from pipeline.params import Params, as_dict
+from pipeline.stages import (
+    AUDIO_STORE,
+    ESSENTIA_STORE,
+    MANIFEST,
+    MELSPEC_STORE,
+    MUSICNN_STORE,
+    REPORTS,
+    TEXT_STORE,
+)
+from pipeline.stages import train as train_stage
+from pipeline.store import read_metadata, write_json, write_text
+
+SET_STORES = {"descriptors": AUDIO_STORE, "essentia": ESSENTIA_STORE}  # the musicnn sets: MUSICNN_STORE
+
+
+def run(params: Params) -> None:
+    """Write one bundle per name in ``bundle.variants`` (and remove bundles no longer named)."""
+    names = [best_variant() if name == "best" else name for name in params.bundle.variants]
+    names = list(dict.fromkeys(names))
+    BUNDLES.mkdir(parents=True, exist_ok=True)
+    for stale in sorted(p for p in BUNDLES.iterdir() if p.is_dir() and p.name not in names):
+        shutil.rmtree(stale)
+    for name in names:
+        folder = write_bundle(params, name)
+        print(f"bundle {name}: refitted on all labelled clips -> {folder}")
+
+
+def best_variant() -> str:
+    """Rank 1 of the leaderboard (reports/summary.json ``best.variant``)."""
+    path = REPORTS / "summary.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found; bundle.variants 'best' needs the report (run `dvc repro report`)")
+    return json.loads(path.read_text())["best"]["variant"]
+
+
+def parse_variant(name: str) -> tuple[str, str, list[str] | None]:
+    """``lgbm@musicnn-concat`` -> (``lgbm``, ``concat``, ``["musicnn"]``); ``mlp-late`` -> (``mlp``, ``late``, None)."""
+    head, sep, fusion = name.rpartition("-")
+    if not sep or not head:
+        raise ValueError(f"bundle.variants: {name!r} is not a variant name like 'lgbm-concat' or 'best'")
+    model, _, sets = head.partition("@")
+    return model, fusion, sets.split("+") if sets else None
+
+
+def write_bundle(params: Params, name: str) -> Path:
+    """Refit variant ``name`` on all clips and write its bundle folder atomically; returns the folder."""
+    model, fusion, audio_sets = parse_variant(name)
+    variant = train_stage.resolve_variant(params, model, fusion, audio_sets)
+    if variant.skipped:
+        raise ValueError(f"bundle {name}: the variant cannot run here ({variant.skipped})")
+    if params.train.normalize == "group":
+        raise ValueError(
+            f"bundle {name}: train.normalize 'group' needs each new clip's group statistics; bundles support "
+            "'global' and 'none'"
+        )
+    data = train_stage.load_variant_blocks(params, variant)
+    wanted = train_stage.wanted_modalities(variant, data.blocks)
+    absent = [m for m in wanted if m not in data.blocks]
+    if absent:
+        raise ValueError(f"bundle {name}: no clip has {', '.join(absent)}")
+    blocks = {k: v for k, v in data.blocks.items() if k.removesuffix("_present") in wanted}
+    classes = params.dataset.labels or read_metadata(MANIFEST)["classes"]
+    y = np.array([classes.index(label) for label in data.rows["label"]])
+    learner, tuned = fit_on_all(params, variant, blocks, y, train_stage.grouping(data.rows), len(classes))
+    final = BUNDLES / name
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=BUNDLES))
+    try:
+        learner.save(tmp / "model")
+        bundle = describe(params, variant, data, wanted, classes, tuned)
+        bundle["files"] = model_files(tmp)
+        write_json(bundle, tmp / "bundle.json")
+        write_text(model_card(bundle), tmp / "MODEL_CARD.md")
+        os.chmod(tmp, 0o755)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def fit_on_all(
+    params: Params, variant, blocks: dict[str, np.ndarray], y: np.ndarray, groups, n_classes: int
+) -> tuple[object, dict | None]:
+    """The variant's learner fitted on all clips, validation carved as in cross-validation; and the tuned values."""
+    from pipeline.evaluation import Split, carve_validation
+
+    fit, val = carve_validation(y, groups, params.eval.val_fraction, params.seed)
+    build = train_stage.learner_factory(params, variant)
+    chosen = {}
+    tuner = train_stage.make_tuner(params, variant, build, groups, n_classes, 1)
+    if tuner is not None:
+        seen = np.concatenate([fit, val])
+        chosen = tuner({m: x[seen] for m, x in blocks.items()}, y[seen], Split(0, 0, fit, val, np.array([], int)))
+    part = {name: {m: x[rows] for m, x in blocks.items()} for name, rows in (("fit", fit), ("val", val))}
+    learner = build(**chosen).fit(part["fit"], y[fit], validation=(part["val"], y[val]))
+    return learner, (chosen or None)
+
+
+def describe(params: Params, variant, data, wanted: tuple[str, ...], classes: list[str], tuned: dict | None) -> dict:
+    """bundle.json without its file list: the variant, its inputs' making, the training corpus, the CV metrics."""
+    from pipeline import __version__
+
+    manifest = read_metadata(MANIFEST)
+    features: dict = {}
+    if "audio" in wanted and variant.model == "cnn":
+        features["melspec"] = store_features(MELSPEC_STORE)
+    elif "audio" in wanted:
+        for audio_set in variant.audio_sets:
+            store = SET_STORES.get(audio_set, MUSICNN_STORE)
+            features[audio_set] = store_features(store)
+    if "text" in wanted:
+        features["text"] = {**store_features(TEXT_STORE), "representation": params.text.representation}
+    metrics_path = REPORTS / "metrics.json"
+    cv = (
+        json.loads(metrics_path.read_text()).get(variant.name, {}).get(variant.fusion)
+        if metrics_path.exists()
+        else None
+    )
+    return {
+        "format": FORMAT,
+        "mmer_version": __version__,
+        "variant": f"{variant.name}-{variant.fusion}",
+        "learner": variant.model,
+        "fusion": variant.fusion,
+        "audio_sets": [] if "audio" not in wanted else ["melspec"] if variant.model == "cnn" else variant.audio_sets,
+        "modalities": list(wanted),
+        "classes": classes,
+        "audio_columns": data.audio_names if "audio" in wanted and variant.model != "cnn" else [],
+        "features": features,
+        "train": as_dict(params.train),
+        "tuned": tuned,
+        "seed": params.seed,
+        "training": {
+            "n_clips": len(data.rows),
+            "label_counts": {c: int((data.rows["label"] == c).sum()) for c in classes},
+            "manifest_sha256": manifest["content_sha256"],
+            "source": manifest["source"],
+            "demo": params.dataset.kind == "demo",
+        },
+        "cv_metrics": cv,
+        "versions": library_set(),
+    }
