@@ -20,6 +20,7 @@ import pandas as pd
 from pipeline.bundle import read_bundle
 from pipeline.datasets.folders import AUDIO_EXTENSIONS, TEXT_EXTENSIONS
 from pipeline.datasets.manifest import read_text_file
+from pipeline.sources import is_url
 
 MANIFEST_SUFFIXES = (".csv", ".parquet")
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".jsonl")
@@ -46,7 +47,11 @@ def collect_inputs(inputs: list[str | Path], columns: dict[str, str] | None = No
             frames.append(_audio_rows([item], item.parent))  # a missing or unreadable file becomes an error row
         else:
             raise FileNotFoundError(f"{item}: not found (give audio files, folders or a .csv/.parquet manifest)")
-    table = pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True).astype(object)
+    table = table.where(table.notna() & (table != ""), None)  # one spelling of "none": None
+    table["audio_path"] = [  # absolute: the features are extracted in a scratch folder
+        os.path.abspath(p) if p is not None and not is_url(p) else p for p in table["audio_path"]
+    ]
     repeated = table["clip_id"][table["clip_id"].duplicated()].tolist()
     if repeated:
         raise ValueError(f"two inputs have the clip id {repeated[0]!r}; pass them in separate runs or rename one")
@@ -84,7 +89,7 @@ def _manifest_rows(path: Path, columns: dict[str, str]) -> pd.DataFrame:
         with tempfile.TemporaryDirectory() as tmp:
             copy = Path(tmp) / "manifest.parquet"
             raw.assign(**{label: ""}).to_parquet(copy)
-            table = read_manifest_file(copy, columns)
+            table = read_manifest_file(copy, columns).assign(label=None)
     table = table.reindex(columns=["clip_id", "audio_path", "text", "label"])
     return table.replace({"label": {"": None}, "text": {"": None}})
 
@@ -101,22 +106,47 @@ def _inside(folder: Path):
 
 def feature_params(bundle: dict, jobs: int, dask_address: str | None, cache_dir: Path | None):
     """Params whose feature sections are the bundle's recorded configuration (failures recorded, never fatal)."""
-    from pipeline.params import Params, build
+    from dataclasses import fields
+
+    from pipeline.params import AudioParams, EssentiaParams, MusicnnParams, Params, TextParams, build
+
+    def known(cls: type, recorded: dict | None) -> dict:  # the keys the params section has (not derived ones)
+        names = {f.name for f in fields(cls)}
+        return {k: v for k, v in (recorded or {}).items() if k in names}
 
     features = bundle["features"]
-    audio = (features.get("descriptors") or features.get("melspec") or {}).get("params", {})
+    audio = (features.get("descriptors") or features.get("melspec") or {}).get("params")
     musicnn = next((f["params"] for name, f in features.items() if name.startswith("musicnn")), None)
     essentia = features.get("essentia", {}).get("params")
     text = features.get("text", {})
     data = {
-        "audio": {**audio, "max_error_fraction": 1.0},
-        "essentia": {**(essentia or {}), "enabled": essentia is not None, "max_error_fraction": 1.0},
-        "musicnn": {**(musicnn or {}), "enabled": musicnn is not None, "max_error_fraction": 1.0},
-        "text": {**text.get("params", {}), "representation": text.get("representation", "embedding")},
+        "audio": {**known(AudioParams, audio), "max_error_fraction": 1.0},
+        "essentia": {**known(EssentiaParams, essentia), "enabled": essentia is not None, "max_error_fraction": 1.0},
+        "musicnn": {**known(MusicnnParams, musicnn), "enabled": musicnn is not None, "max_error_fraction": 1.0},
+        "text": {**known(TextParams, text.get("params")), "representation": text.get("representation", "embedding")},
         "executor": {"n_jobs": jobs, **({"kind": "dask", "address": dask_address} if dask_address else {})},
         "cache": {"enabled": cache_dir is not None, "dir": str(cache_dir or ".mmer_cache")},
     }
     return build(Params, data)
+
+
+def check_features(bundle: dict, name: str, store: Path) -> None:
+    """Stop when a store made here differs from what the bundle was trained on (e.g. other model weights)."""
+    from pipeline.bundle import store_features
+
+    made, recorded = store_features(store), bundle["features"][name]
+    for key in sorted(set(made) & set(recorded) - {"params"}) + ["params"]:
+        a, b = recorded.get(key), made.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            if diff:
+                k = diff[0]
+                raise ValueError(
+                    f"{name} features differ from the bundle's: {key}.{k} is {b.get(k)!r} here, {a.get(k)!r} in "
+                    "bundle.json (another library or model version?); predict with the environment that made it"
+                )
+        elif a != b:
+            raise ValueError(f"{name} features differ from the bundle's: {key} differs (another library version?)")
 
 
 def write_inputs(clips: pd.DataFrame, bundle: dict) -> None:
@@ -131,7 +161,16 @@ def write_inputs(clips: pd.DataFrame, bundle: dict) -> None:
 
 def extract(params, bundle: dict, clips: pd.DataFrame) -> dict[str, str]:
     """Run the feature stages the bundle reads; returns ``{clip_id: error}`` of clips that could not be used."""
-    from pipeline.stages import AUDIO_ERRORS, ESSENTIA_ERRORS, MUSICNN_ERRORS
+    from pipeline.stages import (
+        AUDIO_ERRORS,
+        AUDIO_STORE,
+        ESSENTIA_ERRORS,
+        ESSENTIA_STORE,
+        MELSPEC_STORE,
+        MUSICNN_ERRORS,
+        MUSICNN_STORE,
+        TEXT_STORE,
+    )
     from pipeline.store import read_store
 
     sets = bundle["audio_sets"]
@@ -143,17 +182,27 @@ def extract(params, bundle: dict, clips: pd.DataFrame) -> dict[str, str]:
         errors.update({cid: "no audio file" for cid in clips.loc[no_audio, "clip_id"]})
         if no_audio.all():
             return errors
-        stages = [(audio_features, AUDIO_ERRORS)] if {"descriptors", "melspec"} & set(sets) else []
-        stages += [(essentia_features, ESSENTIA_ERRORS)] if "essentia" in sets else []
-        stages += [(musicnn_features, MUSICNN_ERRORS)] if any(s.startswith("musicnn") for s in sets) else []
-        for stage, table in stages:
+        audio_set = "melspec" if "melspec" in sets else "descriptors"
+        store = MELSPEC_STORE if audio_set == "melspec" else AUDIO_STORE
+        stages = [(audio_features, AUDIO_ERRORS, store, audio_set)] if {"descriptors", "melspec"} & set(sets) else []
+        stages += [(essentia_features, ESSENTIA_ERRORS, ESSENTIA_STORE, "essentia")] if "essentia" in sets else []
+        if any(s.startswith("musicnn") for s in sets):
+            stages.append((musicnn_features, MUSICNN_ERRORS, MUSICNN_STORE, "musicnn"))
+        for stage, table, store, name in stages:
             stage.run(params)
             for row in read_store(table).itertuples():
                 errors.setdefault(row.clip_id, f"{row.stage}: {row.error_type}: {row.message}")
+            for audio_set in [s for s in sets if s == name or (name == "musicnn" and s.startswith("musicnn"))]:
+                check_features(bundle, audio_set, store)
     if "text" in bundle["modalities"] and params.text.representation == "embedding":
         from pipeline.stages import text_features
+        from pipeline.stages.bundle import text_weights
 
+        here, recorded = text_weights(params.text.model), bundle["features"]["text"].get("weights")
+        if recorded is not None and here != recorded:
+            raise ValueError(f"the text model here is {here}; the bundle was trained with {recorded}: install that one")
         text_features.run(params)
+        check_features(bundle, "text", TEXT_STORE)
     return errors
 
 
@@ -239,7 +288,7 @@ def predict(
 def labelled_metrics(clips: pd.DataFrame, proba: np.ndarray, usable: np.ndarray, classes: list[str]) -> dict | None:
     """Macro metrics (with the 95% bootstrap CI of macro-F1) of the usable clips, when all of them have labels."""
     labels = clips["label"].to_numpy(dtype=object)[usable]
-    if not usable.any() or any(label is None for label in labels):
+    if not usable.any() or pd.isna(labels).any():
         return None
     unknown = sorted({str(label) for label in labels} - set(classes))
     if unknown:

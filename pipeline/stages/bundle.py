@@ -38,7 +38,7 @@ def run(params: Params) -> None:
     names = [best_variant() if name == "best" else name for name in params.bundle.variants]
     names = list(dict.fromkeys(names))
     BUNDLES.mkdir(parents=True, exist_ok=True)
-    for stale in sorted(p for p in BUNDLES.iterdir() if p.is_dir() and p.name not in names):
+    for stale in sorted(p for p in BUNDLES.iterdir() if p.is_dir() and p.name not in names):  # and temp folders
         shutil.rmtree(stale)
     for name in names:
         folder = write_bundle(params, name)
@@ -83,6 +83,7 @@ def write_bundle(params: Params, name: str) -> Path:
     y = np.array([classes.index(label) for label in data.rows["label"]])
     learner, tuned = fit_on_all(params, variant, blocks, y, train_stage.grouping(data.rows), len(classes))
     final = BUNDLES / name
+    BUNDLES.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=BUNDLES))
     try:
         learner.save(tmp / "model")
@@ -117,6 +118,13 @@ def fit_on_all(
     return learner, (chosen or None)
 
 
+def text_weights(model: str) -> str:
+    """What identifies the text model's weights (package version, or the files' hash for a local folder)."""
+    from pipeline.features.text import model_fingerprint, resolve_model
+
+    return model_fingerprint(model, resolve_model(model)[1])
+
+
 def describe(params: Params, variant, data, wanted: tuple[str, ...], classes: list[str], tuned: dict | None) -> dict:
     """bundle.json without its file list: the variant, its inputs' making, the training corpus, the CV metrics."""
     from pipeline import __version__
@@ -131,6 +139,8 @@ def describe(params: Params, variant, data, wanted: tuple[str, ...], classes: li
             features[audio_set] = store_features(store)
     if "text" in wanted:
         features["text"] = {**store_features(TEXT_STORE), "representation": params.text.representation}
+        if params.text.representation == "embedding":
+            features["text"]["weights"] = text_weights(params.text.model)
     metrics_path = REPORTS / "metrics.json"
     cv = (
         json.loads(metrics_path.read_text()).get(variant.name, {}).get(variant.fusion)

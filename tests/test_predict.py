@@ -1,0 +1,137 @@
+"""Bundles and `mmer predict`: a refitted model leaves the pipeline and predicts new clips."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.bundle import BundleError, read_bundle
+from pipeline.cli import main
+from pipeline.models import load_learner
+from pipeline.params import load_params
+from pipeline.predict import collect_inputs, predict
+from pipeline.stages import bundle as bundle_stage
+from pipeline.stages import train
+from tests.conftest import write_params
+
+
+@pytest.fixture
+def bundled(project):
+    """The tiny project with a logreg-concat bundle (no report: its card says so)."""
+    folder = bundle_stage.write_bundle(load_params("params.yaml"), "logreg-concat")
+    return project, folder
+
+
+def refit_probabilities(folder, variant="logreg-concat"):
+    """The bundled learner's probabilities on the training stores, in process."""
+    params = load_params("params.yaml")
+    model, fusion, _ = bundle_stage.parse_variant(variant)
+    v = train.resolve_variant(params, model, fusion)
+    data = train.load_variant_blocks(params, v)
+    wanted = train.wanted_modalities(v, data.blocks)
+    blocks = {k: x for k, x in data.blocks.items() if k.removesuffix("_present") in wanted}
+    return data.rows["clip_id"].tolist(), load_learner(folder / "model").predict_proba(blocks)
+
+
+def test_predict_on_the_training_clips_reproduces_the_refit_model_whatever_params_yaml_says(bundled):
+    project, folder = bundled
+    bundle = read_bundle(folder)
+    assert bundle["variant"] == "logreg-concat" and bundle["modalities"] == ["audio", "text"]
+    assert bundle["training"]["n_clips"] == 40 and bundle["cv_metrics"] is None
+    assert bundle["features"]["descriptors"]["params"]["n_mfcc"] == 20
+    assert "synthetic demo corpus" in (folder / "MODEL_CARD.md").read_text()
+    ids, expected = refit_probabilities(folder)
+    write_params(project, {"audio": {"n_mfcc": 13}, "text": {"lowercase": True}})  # the bundle's config must win
+    table, metrics = predict(folder, [project / "data/demo/manifest.csv"], jobs=1, cache_dir=None)
+    table = table.set_index("clip_id").loc[ids]
+    np.testing.assert_allclose(table[[f"proba_Q{k}" for k in range(1, 5)]].to_numpy(), expected, rtol=1e-6)
+    assert table["error"].isna().all() and table["has_text"].all() and set(table["modalities_used"]) == {"audio+text"}
+    assert metrics is not None and metrics["n_clips"] == 40 and metrics["f1_macro_pooled"] > 0.9  # its own training clips
+    low, high = metrics["f1_macro_ci95"]
+    assert low <= metrics["f1_macro_pooled"] <= high
+
+
+def test_folders_with_and_without_sidecar_lyrics_and_bad_files(bundled, tmp_path, capsys):
+    project, folder = bundled
+    songs = tmp_path / "songs"
+    (songs / "sub").mkdir(parents=True)
+    demo = project / "data/demo/audio"
+    shutil.copy(demo / "demo_00000.wav", songs / "a.wav")
+    (songs / "a.txt").write_text("sunny day dancing in the light")
+    shutil.copy(demo / "demo_00001.wav", songs / "sub" / "b.wav")  # no lyrics
+    (songs / "empty.wav").write_bytes(b"")
+    (songs / "noise.mp3").write_bytes(b"not audio at all" * 50)
+    code = main(["predict", "--bundle", str(folder), str(songs), "--out", str(tmp_path / "p.csv"), "--jobs", "1"])
+    assert code == 2  # some clips failed, the rest were predicted
+    table = pd.read_csv(tmp_path / "p.csv").set_index("clip_id")
+    assert sorted(table.index) == ["a", "empty", "noise", "sub/b"]
+    assert table.loc["a", "has_text"] and table.loc["a", "modalities_used"] == "audio+text"
+    assert not table.loc["sub/b", "has_text"] and table.loc["sub/b", "modalities_used"] == "audio"
+    assert table.loc[["a", "sub/b"], "error"].isna().all()
+    assert np.allclose(table.loc[["a", "sub/b"], [f"proba_Q{k}" for k in range(1, 5)]].sum(axis=1), 1)
+    for bad in ("empty", "noise"):
+        assert isinstance(table.loc[bad, "error"], str) and pd.isna(table.loc[bad, "predicted"])
+    out = capsys.readouterr().out
+    assert "mmer predict: 4 clips" in out and "2 clip(s) failed" in out
+
+
+def test_a_labelled_manifest_gives_metrics_and_an_unlabelled_one_does_not(bundled, tmp_path):
+    project, folder = bundled
+    manifest = pd.read_csv(project / "data/demo/manifest.csv").head(12)
+    manifest["audio_path"] = [str(project / "data/demo" / p) for p in manifest["audio_path"]]
+    manifest.rename(columns={"clip_id": "id", "label": "quadrant"}).to_csv(tmp_path / "m.csv", index=False)
+    out = tmp_path / "p.parquet"
+    args = ["predict", "--bundle", str(folder), str(tmp_path / "m.csv"), "--out", str(out), "--jobs", "1"]
+    assert main([*args, "--column", "clip_id=id", "--column", "label=quadrant"]) == 0
+    metrics = json.loads((tmp_path / "p.metrics.json").read_text())
+    assert metrics["n_clips"] == 12 and 0 <= metrics["f1_macro_pooled"] <= 1
+    manifest.drop(columns=["label"]).to_csv(tmp_path / "unlabelled.csv", index=False)
+    table, none = predict(folder, [tmp_path / "unlabelled.csv"], jobs=1)
+    assert none is None and len(table) == 12 and table["error"].isna().all()
+
+
+def test_an_audio_only_bundle_ignores_text_and_a_text_only_bundle_needs_no_audio(project, tmp_path):
+    params = load_params("params.yaml")
+    audio_only = bundle_stage.write_bundle(params, "logreg-audio")
+    text_only = bundle_stage.write_bundle(params, "logreg-text")
+    assert read_bundle(text_only)["features"].keys() == {"text"}
+    texts = pd.DataFrame({"clip_id": ["x", "y"], "text": ["tears and grey rain alone", "dancing in the sun"]})
+    texts.to_csv(tmp_path / "texts.csv", index=False)
+    table, _ = predict(text_only, [tmp_path / "texts.csv"], jobs=1)
+    assert table["error"].isna().all() and set(table["modalities_used"]) == {"text"}
+    table, _ = predict(audio_only, [tmp_path / "texts.csv"], jobs=1)  # no audio: error rows, no crash
+    assert (table["error"] == "no audio file").all()
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda b, f: b.update(format=99), "bundle format 99; this mmer reads format 1; upgrade mmer to use it"),
+        (lambda b, f: (f / "model" / "fitted.npz").unlink(), "model/fitted.npz is missing"),
+        (lambda b, f: (f / "model" / "learner.json").write_text("{}"), "model/learner.json differs from the sha256"),
+        (lambda b, f: b.update(classes=["Q1", "Q2"]), "the model predicts class index 3 but bundle.json names 2 labels"),
+    ],
+)
+def test_a_tampered_bundle_is_refused_in_one_line(bundled, tamper, message):
+    _, folder = bundled
+    bundle = json.loads((folder / "bundle.json").read_text())
+    tamper(bundle, folder)
+    (folder / "bundle.json").write_text(json.dumps(bundle))
+    with pytest.raises(BundleError, match=message) as raised:
+        read_bundle(folder)
+    assert "\n" not in str(raised.value)
+
+
+def test_inputs_are_collected_from_files_folders_and_manifests(tmp_path):
+    (tmp_path / "album").mkdir()
+    for name in ("one.wav", "two.flac", "cover.jpg", "one.lrc"):
+        (tmp_path / "album" / name).write_text("[00:01.00] la la la")
+    table = collect_inputs([tmp_path / "album", tmp_path / "solo.wav"])
+    assert table["clip_id"].tolist() == ["one", "two", "solo"]
+    assert table["text"].tolist() == ["[00:01.00] la la la", None, None]  # the .lrc sidecar, raw (cleaned later)
+    with pytest.raises(ValueError, match="two inputs have the clip id 'one'"):
+        collect_inputs([tmp_path / "album", tmp_path / "album" / "one.wav"])
+    with pytest.raises(FileNotFoundError, match="notes.pdf: not found"):
+        collect_inputs([tmp_path / "notes.pdf"])
