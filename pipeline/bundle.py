@@ -102,7 +102,7 @@ def model_card(bundle: dict) -> str:
         "## Cross-validated performance",
         "",
     ]
-    if cv:
+    if cv and ci:
         lines += [
             f"- macro-F1 {cv['f1_macro_pooled']:.3f} (95% bootstrap CI {ci[0]:.3f}–{ci[1]:.3f}), pooled out-of-fold "
             f"predictions, {cv['f1_macro']['mean']:.3f} ± {cv['f1_macro']['std']:.3f} over folds",

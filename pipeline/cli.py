@@ -173,8 +173,9 @@ def _predict(args: argparse.Namespace) -> int:
     print(
         f"mmer predict: {len(table)} clips -> {args.out}; predicted " + ", ".join(f"{k} {v}" for k, v in counts.items())
     )
+    path = Path(args.out).with_suffix(".metrics.json")
+    path.unlink(missing_ok=True)  # no stale metrics of an earlier, labelled run beside these predictions
     if metrics is not None:
-        path = Path(args.out).with_suffix(".metrics.json")
         write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", path)
         low, high = metrics["f1_macro_ci95"]
         print(

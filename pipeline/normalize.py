@@ -29,18 +29,23 @@ def group_standardize(
 ) -> np.ndarray:
     """``x`` with each group's rows z-scored by that group's statistics (float32, same shape).
 
-    ``reference``: boolean rows whose statistics stand in for groups smaller than
-    ``min_clips``. Rows where ``present`` is False (a clip without this modality) are
-    left as they are and count in no statistic.
+    ``reference``: boolean rows of the training side. A group's statistics come from its
+    rows on the same side as the row (training side or not), so the training rows of a
+    group that also has test clips (a fixed or predefined split) never see those test
+    clips. A group with fewer than ``min_clips`` rows on a side takes the statistics of
+    all ``reference`` rows. Rows where ``present`` is False (a clip without this
+    modality) are left as they are and count in no statistic.
     """
     usable = np.ones(len(x), dtype=bool) if present is None else np.asarray(present, dtype=bool)
+    reference = np.asarray(reference, dtype=bool)
     out = x.astype(np.float32, copy=True)
     fallback_rows = reference & usable
     fallback = moments(x[fallback_rows] if fallback_rows.any() else x[usable])
     for group in np.unique(groups):
-        rows = (groups == group) & usable
-        if not rows.any():
-            continue
-        mean, std = moments(x[rows]) if rows.sum() >= min_clips else fallback
-        out[rows] = ((x[rows] - mean) / std).astype(np.float32)
+        for side in (reference, ~reference):
+            rows = (groups == group) & side & usable
+            if not rows.any():
+                continue
+            mean, std = moments(x[rows]) if rows.sum() >= min_clips else fallback
+            out[rows] = ((x[rows] - mean) / std).astype(np.float32)
     return out

@@ -385,7 +385,8 @@ class BundleParams:
     """Final models for ``mmer predict`` (stage ``bundle``, models/bundles/<variant>/).
 
     variants: variant names as in models/ (``lgbm-concat``, ``mlp@musicnn-audio``), or
-    ``best``: rank 1 of the leaderboard. Each is refitted on every labelled clip.
+    ``best``: rank 1 of the leaderboard. Each is refitted on every labelled clip; ``[]``
+    writes none.
     """
 
     variants: list[str] = field(default_factory=lambda: ["best"])
@@ -558,8 +559,6 @@ def validate(params: Params) -> None:
             raise ParamsError(f"params: {section}.max_error_fraction must be in [0, 1]")
     check_audio_sets(params, params.train.audio_sets, "train.audio_sets")
     check_tune(params.tune, params.train)
-    if not params.bundle.variants:
-        raise ParamsError("params: bundle.variants must name at least one variant, e.g. [best]")
     if params.train.normalize_min_clips < 2:
         raise ParamsError(f"params: train.normalize_min_clips must be >= 2, got {params.train.normalize_min_clips}")
 

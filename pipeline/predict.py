@@ -77,7 +77,8 @@ def _manifest_rows(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     """A manifest's clips through the manifest adapter; without a label column, labels are None."""
     from pipeline.datasets.manifest import read_manifest_file
 
-    raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str, keep_default_na=False)
+    parquet = path.suffix.lower() == ".parquet"
+    raw = pd.read_parquet(path) if parquet else pd.read_csv(path, dtype=str, keep_default_na=False)
     label = columns.get("label", "label")
     if label in raw.columns:
         table = read_manifest_file(path, columns)
@@ -85,7 +86,8 @@ def _manifest_rows(path: Path, columns: dict[str, str]) -> pd.DataFrame:
         for key in ("audio_path", "text_path"):
             name = columns.get(key, key)
             if name in raw.columns:  # absolute, so that the copy elsewhere finds the files
-                raw[name] = [str(path.parent / v) if isinstance(v, str) and v else v for v in raw[name]]
+                folder = path.resolve().parent
+                raw[name] = [str(folder / v) if isinstance(v, str) and v and not is_url(v) else v for v in raw[name]]
         with tempfile.TemporaryDirectory() as tmp:
             copy = Path(tmp) / "manifest.parquet"
             raw.assign(**{label: ""}).to_parquet(copy)

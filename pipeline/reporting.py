@@ -334,8 +334,8 @@ def tuning_markdown(tables: dict[str, pd.DataFrame]) -> str:
         return ""
     parts = [
         "\n## Tuned hyper-parameters\n\nNested search (`tune:` in params.yaml): the values each outer fold's "
-        "study chose on that fold's training rows alone, the study's inner score and number of trials; "
-        "`configured` is the train.* value (the first trial)."
+        "study chose on that fold's training and validation rows (never its test rows), the study's inner score "
+        "and number of trials; `configured` is the train.* value (the first trial when inside the ranges)."
     ]
     for name, table in tables.items():
         header = ["", *table.columns]

@@ -17,17 +17,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.evaluation import Split, carve_validation, classification_metrics, make_splits, predict_all_classes
+from pipeline.fusion import PROJECTED
 
 if TYPE_CHECKING:
     from pipeline.models.base import Learner
     from pipeline.params import SearchRange, TrainParams, TuneParams
 
-PCA_FUSIONS = ("product", "mean", "tensor")  # where train.pca_dim shapes the classical learners' input
-
 
 def tunable_space(space: dict[str, SearchRange], model: str, fusion: str) -> dict[str, SearchRange]:
     """The ranges that change variant ``model``-``fusion``: ``pca_dim`` only where a PCA is fitted."""
-    return {k: r for k, r in space.items() if k != "pca_dim" or (model in ("logreg", "lgbm") and fusion in PCA_FUSIONS)}
+    return {k: r for k, r in space.items() if k != "pca_dim" or (model in ("logreg", "lgbm") and fusion in PROJECTED)}
 
 
 def configured_values(train: TrainParams, model: str, keys: list[str]) -> dict[str, Any]:
@@ -146,7 +145,7 @@ class NestedTuner:
         sampler = make_sampler(self.settings, self.space, self.integers, seed)
         study = optuna.create_study(direction="maximize", sampler=sampler)
         first = {k: v for k, v in self.configured.items() if inside(v, self.space[k])}
-        if len(first) == len(self.space) and self.settings.sampler != "grid":
+        if len(first) == len(self.space) and self.settings.sampler != "grid":  # the configured values, when drawable
             study.enqueue_trial(first)
         timeout = None if self.settings.timeout_s is None else self.settings.timeout_s / self.n_splits
 
@@ -155,7 +154,11 @@ class NestedTuner:
             return self.score(values, blocks, y, splits)
 
         study.optimize(objective, n_trials=self.settings.n_trials, timeout=timeout)
-        chosen, score = study.best_trial.params, float(study.best_value)
+        scored = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if scored:
+            chosen, score = study.best_trial.params, float(study.best_value)
+        else:  # every trial scored NaN (e.g. AUC on inner folds that lack a class): keep the configured values
+            chosen, score = dict(self.configured), float("nan")
         seconds = time.perf_counter() - started
         self.folds.append(
             {

@@ -183,6 +183,9 @@ def test_dvc_repro_end_to_end(repros):
             assert summary["f1_macro"]["std"] > 0 or model == "dummy"  # real per-fold spread, not a constant
     assert (tmp_path / "reports" / "leaderboard.md").read_text().count("\n| ") == 39  # header, 37 rows, chance
     assert (tmp_path / "models" / "cnn-late" / "folds" / "fold2" / "audio" / "head.pt").exists()
+    best = json.loads((tmp_path / "reports" / "summary.json").read_text())["best"]["variant"]
+    assert [p.name for p in (tmp_path / "models" / "bundles").iterdir()] == [best]  # stage bundle: the best, refitted
+    assert (tmp_path / "models" / "bundles" / best / "MODEL_CARD.md").exists()
     assert (tmp_path / "dvc.lock").exists()
 
     assert (tmp_path / "reports" / "index.html").read_text().count("<svg") >= 7

@@ -30,6 +30,20 @@ def test_each_group_is_z_scored_with_its_own_clips_and_small_groups_take_the_ref
     np.testing.assert_allclose(masked[1:6].mean(axis=0), 0, atol=1e-6)
 
 
+def test_a_group_on_both_sides_of_a_split_is_scaled_per_side():
+    """A fixed split may put one speaker in training and test: neither side's statistics reach the other."""
+    rng = np.random.default_rng(3)
+    groups = np.array(["a"] * 12)
+    reference = np.arange(12) < 6  # the first six on the training side
+    x = rng.normal(size=(12, 2)) + np.where(reference, 0.0, 50.0)[:, None]
+    out = group_standardize(x, groups, reference, min_clips=3)
+    for side in (reference, ~reference):
+        np.testing.assert_allclose(out[side].mean(axis=0), 0, atol=1e-5)
+    changed = x.copy()
+    changed[~reference] += 100.0  # moving the test clips leaves the training rows' values alone
+    np.testing.assert_array_equal(group_standardize(changed, groups, reference, 3)[reference], out[reference])
+
+
 def test_log_mels_are_z_scored_per_group_and_mel_band():
     rng = np.random.default_rng(1)
     groups = np.repeat([0, 1], 4)

@@ -1,7 +1,9 @@
 """Bundles and `mmer predict`: a refitted model leaves the pipeline and predicts new clips."""
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -48,7 +50,9 @@ def test_predict_on_the_training_clips_reproduces_the_refit_model_whatever_param
     table = table.set_index("clip_id").loc[ids]
     np.testing.assert_allclose(table[[f"proba_Q{k}" for k in range(1, 5)]].to_numpy(), expected, rtol=1e-6)
     assert table["error"].isna().all() and table["has_text"].all() and set(table["modalities_used"]) == {"audio+text"}
-    assert metrics is not None and metrics["n_clips"] == 40 and metrics["f1_macro_pooled"] > 0.9  # its own training clips
+    assert (
+        metrics is not None and metrics["n_clips"] == 40 and metrics["f1_macro_pooled"] > 0.9
+    )  # its own training clips
     low, high = metrics["f1_macro_ci95"]
     assert low <= metrics["f1_macro_pooled"] <= high
 
@@ -83,13 +87,25 @@ def test_a_labelled_manifest_gives_metrics_and_an_unlabelled_one_does_not(bundle
     manifest["audio_path"] = [str(project / "data/demo" / p) for p in manifest["audio_path"]]
     manifest.rename(columns={"clip_id": "id", "label": "quadrant"}).to_csv(tmp_path / "m.csv", index=False)
     out = tmp_path / "p.parquet"
+    folder = folder.resolve()
     args = ["predict", "--bundle", str(folder), str(tmp_path / "m.csv"), "--out", str(out), "--jobs", "1"]
     assert main([*args, "--column", "clip_id=id", "--column", "label=quadrant"]) == 0
     metrics = json.loads((tmp_path / "p.metrics.json").read_text())
-    assert metrics["n_clips"] == 12 and 0 <= metrics["f1_macro_pooled"] <= 1
-    manifest.drop(columns=["label"]).to_csv(tmp_path / "unlabelled.csv", index=False)
-    table, none = predict(folder, [tmp_path / "unlabelled.csv"], jobs=1)
-    assert none is None and len(table) == 12 and table["error"].isna().all()
+    low, high = metrics["f1_macro_ci95"]
+    assert metrics["n_clips"] == 12 and 0 <= low <= metrics["f1_macro_pooled"] <= high <= 1
+    songs = tmp_path / "songs"  # relative audio paths, and the manifest named relative to the working folder
+    (songs / "audio").mkdir(parents=True)
+    for path in manifest["audio_path"]:
+        shutil.copy(path, songs / "audio")
+    unlabelled = manifest.drop(columns=["label"]).assign(
+        audio_path=[f"audio/{Path(p).name}" for p in manifest["audio_path"]]
+    )
+    unlabelled.to_csv(songs / "unlabelled.csv", index=False)
+    os.chdir(tmp_path)
+    assert main(["predict", "--bundle", str(folder), "songs/unlabelled.csv", "--out", "p.parquet", "--jobs", "1"]) == 0
+    assert not (tmp_path / "p.metrics.json").exists()  # the labelled run's metrics are not left beside these
+    table = pd.read_parquet(tmp_path / "p.parquet")
+    assert len(table) == 12 and table["error"].isna().all() and table["predicted"].notna().all()
 
 
 def test_an_audio_only_bundle_ignores_text_and_a_text_only_bundle_needs_no_audio(project, tmp_path):
@@ -111,7 +127,10 @@ def test_an_audio_only_bundle_ignores_text_and_a_text_only_bundle_needs_no_audio
         (lambda b, f: b.update(format=99), "bundle format 99; this mmer reads format 1; upgrade mmer to use it"),
         (lambda b, f: (f / "model" / "fitted.npz").unlink(), "model/fitted.npz is missing"),
         (lambda b, f: (f / "model" / "learner.json").write_text("{}"), "model/learner.json differs from the sha256"),
-        (lambda b, f: b.update(classes=["Q1", "Q2"]), "the model predicts class index 3 but bundle.json names 2 labels"),
+        (
+            lambda b, f: b.update(classes=["Q1", "Q2"]),
+            "the model predicts class index 3 but bundle.json names 2 labels",
+        ),
     ],
 )
 def test_a_tampered_bundle_is_refused_in_one_line(bundled, tamper, message):
@@ -135,3 +154,23 @@ def test_inputs_are_collected_from_files_folders_and_manifests(tmp_path):
         collect_inputs([tmp_path / "album", tmp_path / "album" / "one.wav"])
     with pytest.raises(FileNotFoundError, match="notes.pdf: not found"):
         collect_inputs([tmp_path / "notes.pdf"])
+
+
+def test_the_stage_bundles_the_best_variant_removes_stale_ones_and_notes_when_it_writes_none(project):
+    params = load_params("params.yaml")
+    stale = bundle_stage.write_bundle(params, "logreg-audio")
+    (project / "reports").mkdir(exist_ok=True)
+    (project / "reports/summary.json").write_text(json.dumps({"best": {"variant": "logreg-text"}}))
+    write_params(project, {"tune": {"enabled": True, "n_trials": 2}})
+    bundle_stage.run(load_params("params.yaml"))
+    assert sorted(p.name for p in (project / "models/bundles").iterdir()) == ["logreg-text"]
+    assert not stale.exists()
+    assert set(read_bundle(project / "models/bundles/logreg-text")["tuned"]) == {"C"}  # tuned on all clips
+    for overrides, why in (
+        ({"bundle": {"variants": []}}, "bundle.variants is empty"),
+        ({"train": {"normalize": "group"}}, "train.normalize is 'group'"),
+    ):
+        write_params(project, overrides)
+        bundle_stage.run(load_params("params.yaml"))
+        assert [p.name for p in (project / "models/bundles").iterdir()] == ["NO_BUNDLE.txt"]
+        assert why in (project / "models/bundles/NO_BUNDLE.txt").read_text()

@@ -127,6 +127,18 @@ def test_tuned_logreg_beats_a_bad_configured_value_and_is_deterministic():
     np.testing.assert_array_equal(np.concatenate(runs[0][0]), np.concatenate(runs[1][0]))
 
 
+def test_the_configured_values_are_the_first_trial_and_kept_when_no_trial_scores(monkeypatch):
+    blocks, y, _ = problem()
+    splits = make_splits(y, None, n_folds=2, val_fraction=0.2, seed=0)
+    tuner, make = logreg_tuner(0.37, len(splits), n_trials=1)
+    cross_validate(make, blocks, y, splits, 3, tuner=tuner)
+    assert [f["params"] for f in tuner.folds] == [{"C": 0.37}, {"C": 0.37}]
+    tuner, make = logreg_tuner(0.37, len(splits), n_trials=3)
+    monkeypatch.setattr(NestedTuner, "score", lambda *args: float("nan"))  # e.g. an AUC on folds lacking a class
+    cross_validate(make, blocks, y, splits, 3, tuner=tuner)
+    assert all(f["params"] == {"C": 0.37} and np.isnan(f["inner_score"]) for f in tuner.folds)
+
+
 def test_grid_sampler_tries_each_grid_point_once():
     assert grid_values(SearchRange(low=1e-3, high=10.0, log=True), 5, False) == pytest.approx([1e-3, 1e-2, 0.1, 1, 10])
     assert grid_values(SearchRange(low=4, high=6), 5, True) == [4, 5, 6]  # integers, no repeats

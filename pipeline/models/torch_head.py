@@ -164,6 +164,14 @@ class Standardizer:
         self.scale_ = np.where(std > 1e-8, std, 1.0).astype(np.float32)
         return self
 
+    @classmethod
+    def identity(cls, shape: tuple[int, ...]) -> Standardizer:
+        """A standardizer that leaves blocks of one clip's ``shape`` as they are (``train.normalize: none``)."""
+        scaler = cls()
+        stat_shape = shape if len(shape) == 1 else (shape[0], 1)
+        scaler.mean_, scaler.scale_ = np.zeros(stat_shape, np.float32), np.ones(stat_shape, np.float32)
+        return scaler
+
     def transform(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean_) / self.scale_).astype(np.float32, copy=False)
 
@@ -277,12 +285,8 @@ class TorchFusionClassifier:
         self.scalers_ = {}
         for m in self.modalities_:
             present = np.asarray(blocks.get(f"{m}_present", np.ones(len(y))), dtype=bool)
-            self.scalers_[m] = Standardizer().fit(blocks[m][present] if present.any() else blocks[m])
-            if not self.standardize:
-                self.scalers_[m].mean_, self.scalers_[m].scale_ = (
-                    self.scalers_[m].mean_ * 0,
-                    self.scalers_[m].scale_ * 0 + 1,
-                )
+            rows = blocks[m][present] if present.any() else blocks[m]
+            self.scalers_[m] = Standardizer().fit(rows) if self.standardize else Standardizer.identity(rows.shape[1:])
         x_fit, p_fit = self._tensors(blocks)
         x_val, p_val = self._tensors(val_blocks)
         y_fit = torch.from_numpy(np.searchsorted(self.classes_, y))

@@ -30,14 +30,26 @@ from pipeline.stages import (
 from pipeline.stages import train as train_stage
 from pipeline.store import read_metadata, write_json, write_text
 
+NOTE = "NO_BUNDLE.txt"
 SET_STORES = {"descriptors": AUDIO_STORE, "essentia": ESSENTIA_STORE}  # the musicnn sets: MUSICNN_STORE
 
 
 def run(params: Params) -> None:
-    """Write one bundle per name in ``bundle.variants`` (and remove bundles no longer named)."""
-    names = [best_variant() if name == "best" else name for name in params.bundle.variants]
+    """Write one bundle per name in ``bundle.variants`` (and remove bundles no longer named).
+
+    With ``bundle.variants: []`` or ``train.normalize: group`` (new clips would need their
+    group's statistics), the folder only holds a note saying why there is no bundle.
+    """
+    why_none = "bundle.variants is empty" if not params.bundle.variants else None
+    if params.train.normalize == "group":
+        why_none = "train.normalize is 'group': a bundle would need each new clip's group statistics"
+    names = [] if why_none else [best_variant() if name == "best" else name for name in params.bundle.variants]
     names = list(dict.fromkeys(names))
     BUNDLES.mkdir(parents=True, exist_ok=True)
+    (BUNDLES / NOTE).unlink(missing_ok=True)
+    if why_none:
+        write_text(f"No bundle: {why_none}.\n", BUNDLES / NOTE)
+        print(f"bundle: none written ({why_none})")
     for stale in sorted(p for p in BUNDLES.iterdir() if p.is_dir() and p.name not in names):  # and temp folders
         shutil.rmtree(stale)
     for name in names:

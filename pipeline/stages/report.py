@@ -263,7 +263,7 @@ def render(
         tables = "".join(
             f"<h3>{html.escape(name)}</h3>" + rh.table_html(t.reset_index(names="")) for name, t in tuned.items()
         )
-        note = '<p class="note">Chosen per outer fold on its training rows alone (nested search).</p>'
+        note = '<p class="note">Chosen per outer fold on its training and validation rows, never its test rows.</p>'
         sections.append((f"{len(sections) + 1}. Tuned hyper-parameters", note + tables))
     sections.append((f"{len(sections) + 1}. Run metadata", metadata_section(params_path)))
     return rh.page("mmer report", sections)
