@@ -8,7 +8,7 @@ FAST := not slow and not cluster and not browser and not realdata
 export HF_HUB_OFFLINE := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test test-fast lint lock bench bench-readme bench-determinism bench-train bench-merge clean-outputs
+.PHONY: repro test test-fast lint lock bench bench-readme bench-determinism bench-train bench-tuning bench-predict bench-merge clean-outputs
 
 # The venv installs the exact versions of requirements.lock (`make lock` regenerates it).
 $(STAMP): pyproject.toml $(LOCK)
@@ -63,6 +63,14 @@ bench-determinism: $(STAMP)  # about 8 minutes on 2 cores: which outputs depend 
 
 bench-train: $(STAMP)  # about 5 minutes on 2 cores, after `make repro` (it reads the demo's stores)
 	$(BIN)/python bench/train_cost.py --json bench/results/train_cost.json
+	$(BIN)/python bench/render_readme.py
+
+bench-tuning: $(STAMP)  # about 35 minutes on 2 cores, after `make repro`; needs ../shared (RAVDESS)
+	$(BIN)/python bench/tuning.py --json bench/results/tuning.json
+	$(BIN)/python bench/render_readme.py
+
+bench-predict: $(STAMP)  # after `make repro` (it uses the demo's bundle)
+	$(BIN)/python bench/predict.py --json bench/results/predict.json
 	$(BIN)/python bench/render_readme.py
 
 bench-merge: $(STAMP)  # about 25 minutes on 2 cores: a fake MERGE-sized release through every stage

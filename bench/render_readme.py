@@ -216,7 +216,8 @@ BENCHES: dict[str, Bench] = {
         measured="2026-12",
         about=(
             "Each variant untuned (params.yaml) and tuned (`tune.enabled: true`, {n_trials} optuna TPE trials per "
-            "outer fold, each scored by 3 inner grouped folds; default search spaces) in the same run: pooled "
+            "outer fold with the default search spaces, each trial scored on 3 inner stratified folds (grouped on "
+            "RAVDESS) for logreg and lgbm, on the inner validation split for the mlp) in the same run: pooled "
             "out-of-fold macro-F1 and the stage's train time. The demo reads the workspace's stores; the shared "
             "RAVDESS sung-phrase corpus (274 clips, 6 classes, 23 singers, folds grouped by singer) is built in "
             "a scratch project and also trained with `train.normalize: group` (per-singer z-scores) against the "
@@ -224,6 +225,24 @@ BENCHES: dict[str, Bench] = {
         ),
         header=("variant", "macro-F1 untuned", "tuned (Δ)", "train time untuned → tuned", "normalize: group (Δ)"),
         rows=tuning_rows,
+    ),
+    "predict": Bench(
+        title="Prediction overhead",
+        command="python bench/predict.py --json bench/results/predict.json  # after make repro",
+        measured="2026-12",
+        about=(
+            "`mmer predict` with the demo's bundle (`{bundle}`) on {clips} fresh demo songs of "
+            "{seconds_per_clip:.0f} s (another seed), {workers} workers, no cache: the whole command against the "
+            "feature extraction it runs (the same stages and configuration, alone), in the same run."
+        ),
+        header=("measure", "value", "target"),
+        rows=table(
+            ("feature extraction alone", "{extract_s:.1f} s", ""),
+            ("mmer predict (bundle checks, extraction, model, output)", "{predict_s:.1f} s", ""),
+            ("overhead ratio", "**{overhead_ratio:.3f}**", Target("overhead_ratio", "<", 1.15, "1.15")),
+            ("songs per second, {workers} workers", "{songs_per_s:.2f}", ""),
+            ("macro-F1 on these songs", "{f1_macro:.3f}", ""),
+        ),
     ),
     "train_cost": Bench(
         title="Train stages",

@@ -14,7 +14,6 @@ musicnn off: the vector learners read the descriptors). ``--json PATH`` writes t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import os
@@ -30,19 +29,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from results_io import emit  # noqa: E402  (bench/ is on sys.path when run as a script)
 
+from pipeline.predict import working_directory  # noqa: E402
+
 RAVDESS = ROOT.parent / "shared" / "data" / "ravdess_song"
 DEMO_VARIANTS = (("logreg", "concat"), ("lgbm", "concat"), ("mlp", "concat"))
 RAVDESS_VARIANTS = (("logreg", "audio"), ("lgbm", "audio"), ("mlp", "audio"))
-
-
-@contextlib.contextmanager
-def inside(folder: Path):
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(cwd)
 
 
 def write_params(folder: Path, overrides: dict) -> None:
@@ -69,7 +60,7 @@ def score(folder: Path, model: str, fusion: str, overrides: dict, base: dict) ->
     from pipeline.stages import train
 
     write_params(folder, merged(base, overrides))
-    with inside(folder):
+    with working_directory(folder):
         train.run(load_params("params.yaml"), model, fusion)
     out = folder / "models" / f"{model}-{fusion}"
     oof = pd.read_parquet(out / "oof.parquet")
@@ -90,7 +81,7 @@ def ravdess_project(folder: Path, base: dict) -> None:
     from pipeline.stages import audio_features, essentia_features, musicnn_features, prepare, text_features
 
     write_params(folder, base)
-    with inside(folder):
+    with working_directory(folder):
         params = load_params("params.yaml")
         for stage in (prepare, audio_features, essentia_features, musicnn_features, text_features):
             stage.run(params)

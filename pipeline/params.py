@@ -315,6 +315,14 @@ def _ranges(**ranges: dict) -> Any:
     return lambda: {key: SearchRange(**r) for key, r in ranges.items()}
 
 
+HEAD_SPACE = {  # the mlp's and multitask head's default search space
+    "hidden": {"choices": [32, 64, 128]},
+    "dropout": {"low": 0.0, "high": 0.5},
+    "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+    "weight_decay": {"low": 1e-4, "high": 1e-1, "log": True},
+}
+
+
 @dataclass(frozen=True)
 class SearchSpaces:
     """Per learner: the ``train.<learner>`` keys to tune (and ``pca_dim`` for logreg/lgbm), each a range."""
@@ -332,22 +340,8 @@ class SearchSpaces:
             pca_dim={"choices": [8, 16, 32]},
         )
     )
-    mlp: dict[str, SearchRange] = field(
-        default_factory=_ranges(
-            hidden={"choices": [32, 64, 128]},
-            dropout={"low": 0.0, "high": 0.5},
-            lr={"low": 1e-4, "high": 1e-2, "log": True},
-            weight_decay={"low": 1e-4, "high": 1e-1, "log": True},
-        )
-    )
-    multitask: dict[str, SearchRange] = field(
-        default_factory=_ranges(
-            hidden={"choices": [32, 64, 128]},
-            dropout={"low": 0.0, "high": 0.5},
-            lr={"low": 1e-4, "high": 1e-2, "log": True},
-            weight_decay={"low": 1e-4, "high": 1e-1, "log": True},
-        )
-    )
+    mlp: dict[str, SearchRange] = field(default_factory=_ranges(**HEAD_SPACE))
+    multitask: dict[str, SearchRange] = field(default_factory=_ranges(**HEAD_SPACE))
     cnn: dict[str, SearchRange] = field(
         default_factory=_ranges(lr={"low": 3e-4, "high": 3e-3, "log": True}, dropout={"low": 0.0, "high": 0.5})
     )

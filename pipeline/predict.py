@@ -97,7 +97,8 @@ def _manifest_rows(path: Path, columns: dict[str, str]) -> pd.DataFrame:
 
 
 @contextlib.contextmanager
-def _inside(folder: Path):
+def working_directory(folder: Path):
+    """Run the block with ``folder`` as the working directory (the stages' relative paths land there)."""
     cwd = os.getcwd()
     os.chdir(folder)
     try:
@@ -256,7 +257,7 @@ def predict(
     bundle = read_bundle(bundle_dir)
     clips = collect_inputs(inputs, columns)
     cache = None if cache_dir is None else Path(cache_dir).resolve()
-    with tempfile.TemporaryDirectory(prefix="mmer-predict-") as tmp, _inside(Path(tmp)):
+    with tempfile.TemporaryDirectory(prefix="mmer-predict-") as tmp, working_directory(Path(tmp)):
         params = feature_params(bundle, jobs, dask_address, cache)
         write_inputs(clips, bundle)
         errors = extract(params, bundle, clips)
