@@ -207,7 +207,9 @@ def test_dvc_repro_end_to_end(repros):
     header = [cell.strip() for cell in table[0].strip("|").split("|")]
     assert "eval.n_boot" in header and "best.f1_ci_low" in header
     assert len(header) <= 12, header  # Experiment, Created, the changed metrics and the one param
-    assert len(table) == 2 + 2  # header, rule, the baseline commit and the experiment
+    rows = [line for line in table[2:] if line.strip()]  # after the header and its rule
+    assert len(rows) == 3 and "workspace" in rows[0]  # the workspace, the baseline commit, the experiment
+    assert all(row.count("|") == table[0].count("|") for row in rows)
 
 
 def single_modality_results(repro: Repro) -> tuple[dict, str]:
