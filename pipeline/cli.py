@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         "--column", action="append", default=[], metavar="MMER=YOURS", help="manifest column mapping, e.g. clip_id=id"
     )
     predict.add_argument("--no-cache", action="store_true", help="do not read or fill the per-clip feature cache")
+    predict.add_argument("--window", type=float, metavar="S", help="also predict windows of S seconds of each song")
+    predict.add_argument("--hop", type=float, metavar="S", help="seconds between window starts (default: --window)")
+    predict.add_argument("--plots", metavar="DIR", help="with --window: one SVG per song, probabilities over time")
     inspect = sub.add_parser("inspect", help="show a store's schema, null counts and metadata")
     inspect.add_argument("path")
     fetch = sub.add_parser("fetch", help="download a dataset's release archives (checksummed, resumable)")
@@ -159,6 +162,10 @@ def _predict(args: argparse.Namespace) -> int:
     columns = dict(item.split("=", 1) for item in args.column if "=" in item)
     if len(columns) != len(args.column):
         raise ValueError(f"--column takes MMER=YOURS, e.g. clip_id=id; got {args.column}")
+    if (args.hop is not None or args.plots) and not args.window:
+        raise ValueError("--hop and --plots go with --window SECONDS")
+    if args.window is not None and (args.window <= 0 or (args.hop is not None and args.hop <= 0)):
+        raise ValueError(f"--window and --hop must be > 0 seconds, got {args.window} and {args.hop}")
     table, metrics = predict(
         args.bundle,
         args.inputs,
@@ -168,6 +175,8 @@ def _predict(args: argparse.Namespace) -> int:
         cache_dir=None if args.no_cache else ".mmer_cache",
     )
     write_table(table, args.out)
+    if args.window:
+        _predict_windows(args, table)
     failed = int(table["error"].notna().sum())
     counts = table["predicted"].value_counts().sort_index()
     print(
@@ -189,6 +198,29 @@ def _predict(args: argparse.Namespace) -> int:
         )
         return 2
     return 0
+
+
+def _predict_windows(args: argparse.Namespace, table) -> None:
+    """``--window``: <out stem>_windows.parquet and, with ``--plots``, one SVG per song."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.predict import collect_inputs, predict_windows, windows_svg
+    from pipeline.store import atomic_path, write_text
+
+    columns = dict(item.split("=", 1) for item in args.column)
+    texts = collect_inputs(args.inputs, columns).set_index("clip_id")["text"].to_dict()  # sidecars: cheap to reread
+    windows = predict_windows(args.bundle, table, texts, args.window, args.hop or args.window, jobs=args.jobs)
+    out = Path(args.out)
+    path = out.with_name(f"{out.stem}_windows.parquet")
+    note = {"mmer": '{"text": "each window gets its song\'s whole text: the lyrics carry no timing"}'}
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pandas(windows, preserve_index=False).replace_schema_metadata(note), tmp)
+    print(f"mmer predict: {len(windows)} windows of {args.window:g} s -> {path} (each with its song's whole text)")
+    if args.plots:
+        for song, rows in windows.dropna(subset=[c for c in windows if c.startswith("proba_")]).groupby("clip_id"):
+            name = song.replace("/", "__")
+            write_text(windows_svg(rows, song), Path(args.plots) / f"{name}.svg")
 
 
 def _fetch(args: argparse.Namespace) -> None:

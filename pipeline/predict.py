@@ -250,12 +250,20 @@ def predict(
     cache_dir: str | Path | None = ".mmer_cache",
 ) -> tuple[pd.DataFrame, dict | None]:
     """Predictions for every input clip (error rows included), and metrics when every usable clip has a label."""
-    from pipeline.evaluation import predict_all_classes
-    from pipeline.models import load_learner
-
     bundle_dir = Path(bundle_dir)
     bundle = read_bundle(bundle_dir)
     clips = collect_inputs(inputs, columns)
+    table, proba = predict_clips(bundle_dir, bundle, clips, jobs, dask_address, cache_dir)
+    return table, labelled_metrics(clips, proba, table["error"].isna().to_numpy(), bundle["classes"])
+
+
+def predict_clips(
+    bundle_dir: Path, bundle: dict, clips: pd.DataFrame, jobs: int, dask_address: str | None, cache_dir
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The predictions table of ``clips`` (collected inputs) and their probabilities (NaN rows where they failed)."""
+    from pipeline.evaluation import predict_all_classes
+    from pipeline.models import load_learner
+
     cache = None if cache_dir is None else Path(cache_dir).resolve()
     with tempfile.TemporaryDirectory(prefix="mmer-predict-") as tmp, working_directory(Path(tmp)):
         params = feature_params(bundle, jobs, dask_address, cache)
@@ -285,7 +293,87 @@ def predict(
         for ok, text in zip(usable, has_text)
     ]
     table["error"] = [errors.get(cid) for cid in clips["clip_id"]]
-    return table, labelled_metrics(clips, proba, usable, classes)
+    return table, proba
+
+
+def window_bounds(duration_s: float, window_s: float, hop_s: float) -> list[tuple[float, float]]:
+    """(start, end) seconds of the windows of a song: every ``hop_s`` while a whole window fits, then one
+    window ending at the song's end if the last one stopped short; a song shorter than a window is one window."""
+    if duration_s <= window_s:
+        return [(0.0, round(duration_s, 3))]
+    starts = list(np.arange(0.0, duration_s - window_s + 1e-9, hop_s))
+    if starts[-1] + window_s < duration_s - 1e-9:
+        starts.append(duration_s - window_s)
+    return [(round(float(a), 3), round(float(a) + window_s, 3)) for a in starts]
+
+
+def predict_windows(
+    bundle_dir: str | Path,
+    table: pd.DataFrame,
+    texts: dict[str, str | None],
+    window_s: float,
+    hop_s: float,
+    *,
+    jobs: int = -1,
+    dask_address: str | None = None,
+) -> pd.DataFrame:
+    """Class probabilities per window of each predicted song: clip_id, start_s, end_s, proba_*, error.
+
+    Each window is cut from the decoded file (its native sample rate) and goes through the
+    same extraction and model as a whole clip; its text is the song's whole text (no
+    timing of the lyrics is known).
+    """
+    import soundfile as sf
+
+    bundle_dir = Path(bundle_dir)
+    bundle = read_bundle(bundle_dir)
+    if "audio" not in bundle["modalities"]:
+        raise ValueError("--window needs a bundle that reads audio; this one reads text only")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mmer-windows-") as tmp:
+        for song in table.loc[table["error"].isna()].itertuples():
+            audio, sr = sf.read(song.path, dtype="float32", always_2d=True)
+            for k, (start, end) in enumerate(window_bounds(len(audio) / sr, window_s, hop_s)):
+                path = Path(tmp) / f"w{len(rows):06d}.wav"
+                sf.write(path, audio[round(start * sr) : round(end * sr)], sr, subtype="FLOAT")  # no requantising
+                rows.append(
+                    {
+                        "clip_id": f"{song.clip_id}#{k}",
+                        "audio_path": str(path),
+                        "text": texts.get(song.clip_id),
+                        "label": None,
+                        "song": song.clip_id,
+                        "start_s": start,
+                        "end_s": end,
+                    }
+                )
+        if not rows:
+            return pd.DataFrame(columns=["clip_id", "start_s", "end_s", "error"])
+        windows = pd.DataFrame(rows)
+        predicted, _ = predict_clips(
+            bundle_dir, bundle, windows[["clip_id", "audio_path", "text", "label"]], jobs, dask_address, None
+        )
+    out = windows[["song", "start_s", "end_s"]].rename(columns={"song": "clip_id"})
+    probabilities = [c for c in predicted.columns if c.startswith("proba_")]
+    return pd.concat([out, predicted[probabilities + ["error"]]], axis=1)
+
+
+def windows_svg(windows: pd.DataFrame, title: str) -> str:
+    """Class probabilities of one song's windows over time (window centres), as inline SVG."""
+    import matplotlib.pyplot as plt
+
+    from pipeline.report_html import svg
+
+    fig, ax = plt.subplots(figsize=(6.0, 2.6))
+    centres = (windows["start_s"] + windows["end_s"]) / 2
+    for column in [c for c in windows.columns if c.startswith("proba_")]:
+        ax.plot(centres, windows[column], marker="o", markersize=3, label=column.removeprefix("proba_"))
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("time (s), window centres")
+    ax.set_ylabel("probability")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, ncol=4)
+    return svg(fig)
 
 
 def labelled_metrics(clips: pd.DataFrame, proba: np.ndarray, usable: np.ndarray, classes: list[str]) -> dict | None:

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.bundle import BundleError, read_bundle
 from pipeline.cli import main
 from pipeline.models import load_learner
 from pipeline.params import load_params
-from pipeline.predict import collect_inputs, predict
+from pipeline.predict import collect_inputs, predict, window_bounds
 from pipeline.stages import bundle as bundle_stage
 from pipeline.stages import train
 from tests.conftest import write_params
@@ -174,3 +175,32 @@ def test_the_stage_bundles_the_best_variant_removes_stale_ones_and_notes_when_it
         bundle_stage.run(load_params("params.yaml"))
         assert [p.name for p in (project / "models/bundles").iterdir()] == ["NO_BUNDLE.txt"]
         assert why in (project / "models/bundles/NO_BUNDLE.txt").read_text()
+
+
+def test_window_bounds_cover_the_song_to_its_end():
+    assert window_bounds(25, 10, 5) == [(0, 10), (5, 15), (10, 20), (15, 25)]
+    assert window_bounds(23, 10, 5) == [(0, 10), (5, 15), (10, 20), (13, 23)]  # the last one ends with the song
+    assert window_bounds(20, 10, 10) == [(0, 10), (10, 20)]
+    assert window_bounds(7, 10, 5) == [(0, 7)]  # shorter than a window: the whole song
+
+
+def test_windowed_predictions_and_plots(bundled, tmp_path):
+    project, folder = bundled
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for name in ("demo_00002", "demo_00003"):  # 2-s demo clips
+        shutil.copy(project / "data/demo/audio" / f"{name}.wav", songs / f"{name}.wav")
+    (songs / "demo_00002.txt").write_text("sunny dancing laughter")
+    out, plots = tmp_path / "p.csv", tmp_path / "plots"
+    args = ["predict", "--bundle", str(folder), str(songs), "--out", str(out), "--jobs", "1"]
+    assert main([*args, "--window", "1", "--hop", "0.5", "--plots", str(plots)]) == 0
+    windows = pq.read_table(tmp_path / "p_windows.parquet")
+    assert b"whole text" in windows.schema.metadata[b"mmer"]
+    windows = windows.to_pandas()
+    assert windows["clip_id"].tolist() == ["demo_00002"] * 3 + ["demo_00003"] * 3
+    assert windows[["start_s", "end_s"]].to_numpy().tolist() == [[0, 1], [0.5, 1.5], [1, 2]] * 2
+    assert windows["error"].isna().all()
+    np.testing.assert_allclose(windows[[f"proba_Q{k}" for k in range(1, 5)]].sum(axis=1), 1, rtol=1e-6)
+    assert sorted(p.name for p in plots.iterdir()) == ["demo_00002.svg", "demo_00003.svg"]
+    assert (plots / "demo_00002.svg").read_text().startswith("<svg")
+    assert main([*args, "--plots", str(plots)]) == 1  # --plots without --window is refused
