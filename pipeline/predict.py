@@ -329,10 +329,14 @@ def predict_windows(
     bundle = read_bundle(bundle_dir)
     if "audio" not in bundle["modalities"]:
         raise ValueError("--window needs a bundle that reads audio; this one reads text only")
-    rows = []
+    rows, unreadable = [], []
     with tempfile.TemporaryDirectory(prefix="mmer-windows-") as tmp:
         for song in table.loc[table["error"].isna()].itertuples():
-            audio, sr = sf.read(song.path, dtype="float32", always_2d=True)
+            try:  # a format the pipeline's decoder reads but libsndfile does not: an error row, not a crash
+                audio, sr = sf.read(song.path, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+                unreadable.append({"clip_id": song.clip_id, "error": f"windows: {type(exc).__name__}: {exc}"})
+                continue
             for k, (start, end) in enumerate(window_bounds(len(audio) / sr, window_s, hop_s)):
                 path = Path(tmp) / f"w{len(rows):06d}.wav"
                 sf.write(path, audio[round(start * sr) : round(end * sr)], sr, subtype="FLOAT")  # no requantising
@@ -347,15 +351,17 @@ def predict_windows(
                         "end_s": end,
                     }
                 )
+        failed = pd.DataFrame(unreadable, columns=["clip_id", "error"])
         if not rows:
-            return pd.DataFrame(columns=["clip_id", "start_s", "end_s", "error"])
+            return failed.reindex(columns=["clip_id", "start_s", "end_s", "error"])
         windows = pd.DataFrame(rows)
         predicted, _ = predict_clips(
             bundle_dir, bundle, windows[["clip_id", "audio_path", "text", "label"]], jobs, dask_address, None
         )
     out = windows[["song", "start_s", "end_s"]].rename(columns={"song": "clip_id"})
     probabilities = [c for c in predicted.columns if c.startswith("proba_")]
-    return pd.concat([out, predicted[probabilities + ["error"]]], axis=1)
+    out = pd.concat([out, predicted[probabilities + ["error"]]], axis=1)
+    return pd.concat([out, failed], ignore_index=True) if len(failed) else out
 
 
 def windows_svg(windows: pd.DataFrame, title: str) -> str:
