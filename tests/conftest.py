@@ -118,6 +118,28 @@ def e2e_repros(request, tmp_path_factory):
         repro.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_dask_workers(request):
+    """Dask workers of the cluster tests fork from one server that has imported and compiled the feature code.
+
+    Each spawned worker would otherwise import librosa and compile its kernels again (~8 s of
+    CPU, a dozen workers per session); a forked one inherits them. Only the tests' local
+    clusters start this way: the pipeline's own ``local-cluster`` keeps Dask's default.
+    """
+    if not any(item.get_closest_marker("cluster") for item in request.session.items):
+        yield
+        return
+    import multiprocessing
+
+    import dask
+    from distributed import utils
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed", "tests.warm_worker"])
+    utils._forkserver_preload_set = True  # keep this list (distributed would set its own)
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        yield
+
+
 @pytest.fixture
 def ravdess() -> Path:
     """The shared real corpus of sung phrases; tests skip when it is absent."""
