@@ -88,13 +88,14 @@ def carve_validation(
 
 
 def split_off_validation(
-    blocks: dict[str, np.ndarray], y: np.ndarray, fraction: float, seed: int
+    blocks: dict[str, np.ndarray], y: np.ndarray, fraction: float, seed: int, strata: np.ndarray | None = None
 ) -> tuple[dict[str, np.ndarray], np.ndarray, tuple[dict[str, np.ndarray], np.ndarray]]:
     """(training blocks, training labels, (validation blocks, labels)) carved stratified from ``blocks``.
 
-    For a learner called without the protocol's validation rows.
+    For a learner called without the protocol's validation rows. ``strata``: what to
+    stratify on when it is not ``y`` (regression targets).
     """
-    fit, val = carve_validation(y, None, fraction, seed)
+    fit, val = carve_validation(y if strata is None else strata, None, fraction, seed)
     return {m: x[fit] for m, x in blocks.items()}, y[fit], ({m: x[val] for m, x in blocks.items()}, y[val])
 
 
@@ -189,6 +190,61 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
     }
 
 
+# ---- regression (task: regression) ----------------------------------------------------------------------------
+
+REGRESSION_METRICS = ("ccc", "pearson", "rmse", "mae", "r2")  # per target, and ``<metric>_mean`` over targets
+
+
+def ccc(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Lin's concordance correlation coefficient per column (``axis=-2`` is the clips axis).
+
+    ``2 cov / (var_true + var_pred + (mean_true - mean_pred)^2)`` with population moments;
+    0 where both sides are constant and equal nowhere (e.g. a constant prediction).
+    Works on (n,), (n, k) and (B, n, k) arrays (bootstrap resamples at once).
+    """
+    mean_t, mean_p = y_true.mean(axis=-2, keepdims=True), y_pred.mean(axis=-2, keepdims=True)
+    cov = ((y_true - mean_t) * (y_pred - mean_p)).mean(axis=-2)
+    denominator = y_true.var(axis=-2) + y_pred.var(axis=-2) + (mean_t - mean_p).squeeze(-2) ** 2
+    return np.divide(2 * cov, denominator, out=np.zeros_like(cov), where=denominator > 0)
+
+
+def pearson(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Pearson r per column; 0 where either side is constant (a constant prediction has no correlation)."""
+    dt, dp = y_true - y_true.mean(axis=0), y_pred - y_pred.mean(axis=0)
+    denominator = np.sqrt((dt**2).sum(axis=0) * (dp**2).sum(axis=0))
+    return np.divide((dt * dp).sum(axis=0), denominator, out=np.zeros(dt.shape[1:]), where=denominator > 0)
+
+
+def quadrant_codes(y: np.ndarray) -> np.ndarray:
+    """Each row's orthant of the target space: bit k set where target k >= 0 (the Russell quadrant for a/v)."""
+    return ((np.asarray(y) >= 0) * (1 << np.arange(y.shape[1]))).sum(axis=1)
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, targets: list[str]) -> dict[str, float]:
+    """``ccc_mean`` first, then the other means, ``quadrant_accuracy`` and each metric per target (``ccc_arousal``).
+
+    ``quadrant_accuracy``: share of clips whose predicted targets have the signs of the
+    true ones (for arousal/valence centred at 0: the Russell quadrant), so regression
+    sits on the scale of the 4-class task.
+    """
+    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    error = y_pred - y_true
+    residual = (error**2).sum(axis=0)
+    total = ((y_true - y_true.mean(axis=0)) ** 2).sum(axis=0)
+    per_target = {
+        "ccc": ccc(y_true, y_pred),
+        "pearson": pearson(y_true, y_pred),
+        "rmse": np.sqrt((error**2).mean(axis=0)),
+        "mae": np.abs(error).mean(axis=0),
+        "r2": np.divide(total - residual, total, out=np.zeros_like(total), where=total > 0),
+    }
+    scores = {f"{m}_mean": float(per_target[m].mean()) for m in REGRESSION_METRICS}
+    scores["quadrant_accuracy"] = float(np.mean(quadrant_codes(y_true) == quadrant_codes(y_pred)))
+    for m in REGRESSION_METRICS:
+        scores.update({f"{m}_{t}": float(v) for t, v in zip(targets, per_target[m])})
+    return scores
+
+
 def summarize(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """``{metric: {mean, std}}`` over folds x repeats (sample std, ddof=1)."""
     summary = {}
@@ -228,28 +284,68 @@ def without_text(blocks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 Tuner = Callable[[dict[str, np.ndarray], np.ndarray, Split], dict]
 
 
+@dataclass(frozen=True)
+class Classification:
+    """How cross_validate predicts and scores class labels: (n, n_classes) probabilities, macro metrics."""
+
+    n_classes: int
+
+    def predict(self, learner: Learner, blocks: dict[str, np.ndarray]) -> np.ndarray:
+        return predict_all_classes(learner, blocks, self.n_classes)
+
+    def scores(self, y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+        return classification_metrics(y, predicted)
+
+    def text_removed(self, y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+        f1 = f1_score(y, predicted.argmax(axis=1), average="macro", zero_division=0)
+        return {"f1_macro_text_removed": float(f1)}
+
+
+@dataclass(frozen=True)
+class Regression:
+    """How cross_validate predicts and scores continuous targets: (n, n_targets) values, CCC and friends.
+
+    ``center``: subtracted before the quadrant signs are taken (``dataset.target_center``).
+    """
+
+    targets: tuple[str, ...]
+    center: float = 0.0
+
+    def predict(self, learner: Learner, blocks: dict[str, np.ndarray]) -> np.ndarray:
+        return learner.predict(blocks)
+
+    def scores(self, y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+        return regression_metrics(y - self.center, predicted - self.center, list(self.targets))
+
+    def text_removed(self, y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+        return {"ccc_mean_text_removed": float(ccc(y, predicted).mean())}
+
+
 def cross_validate(
     make_learner: Callable[..., Learner],
     blocks: dict[str, np.ndarray],
     y: np.ndarray,
     splits: list[Split],
-    n_classes: int,
+    task: int | Classification | Regression,
     fitted: list | None = None,
     tuner: Tuner | None = None,
     prepare: Callable[[dict[str, np.ndarray], Split], dict[str, np.ndarray]] | None = None,
 ) -> tuple[list[np.ndarray], list[dict[str, float]]]:
     """Fit a fresh learner per split on its ``train`` rows, with its ``val`` rows for selection.
 
-    Returns the test-row probabilities of each split ((len(test), n_classes) each) and
-    each split's metrics (plus ``repeat``, ``fold`` and, when the learner reads text,
-    ``f1_macro_text_removed``: macro-F1 with the text of the test clips removed).
+    ``task``: :class:`Classification` (or its number of classes) or :class:`Regression`.
+    Returns the test-row predictions of each split ((len(test), n_classes) probabilities,
+    or (len(test), n_targets) values) and each split's metrics (plus ``repeat``, ``fold``
+    and, when the learner reads text, the score with the text of the test clips removed:
+    ``f1_macro_text_removed`` or ``ccc_mean_text_removed``).
     Each split's fitted learner is appended to ``fitted`` if given. With a ``tuner``
     (:class:`pipeline.tuning.NestedTuner`), each split's learner is
     ``make_learner(**tuner(blocks, y, split))``, the tuner given that split's training
     rows followed by its validation rows, and never its test rows. ``prepare(blocks,
     split)`` gives the blocks a split is cut from (per-group normalisation).
     """
-    probabilities, per_fold = [], []
+    task = Classification(task) if isinstance(task, int) else task
+    predictions, per_fold = [], []
     all_blocks = blocks
     for split in splits:
         blocks = all_blocks if prepare is None else prepare(all_blocks, split)
@@ -261,18 +357,16 @@ def cross_validate(
         part = {name: {m: x[getattr(split, name)] for m, x in blocks.items()} for name in ("train", "val", "test")}
         learner.fit(part["train"], y[split.train], validation=(part["val"], y[split.val]))
         y_test = y[split.test]
-        proba = predict_all_classes(learner, part["test"], n_classes)
-        probabilities.append(proba)
+        predicted = task.predict(learner, part["test"])
+        predictions.append(predicted)
         sizes = {"n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test)}
-        scores = {"repeat": split.repeat, "fold": split.fold, **sizes, **classification_metrics(y_test, proba)}
+        scores = {"repeat": split.repeat, "fold": split.fold, **sizes, **task.scores(y_test, predicted)}
         if "text" in blocks:
-            blind = predict_all_classes(learner, without_text(part["test"]), n_classes)
-            blind_f1 = f1_score(y_test, blind.argmax(axis=1), average="macro", zero_division=0)
-            scores["f1_macro_text_removed"] = float(blind_f1)
+            scores |= task.text_removed(y_test, task.predict(learner, without_text(part["test"])))
         per_fold.append(scores)
         if fitted is not None:
             fitted.append(learner)
-    return probabilities, per_fold
+    return predictions, per_fold
 
 
 def predict_all_classes(learner: Learner, blocks: dict[str, np.ndarray], n_classes: int) -> np.ndarray:
@@ -363,6 +457,53 @@ def paired_bootstrap_pvalue(
     truth, pred_a = _resampled_labels(y_true, proba_a.argmax(axis=-1), index)
     _, pred_b = _resampled_labels(y_true, proba_b.argmax(axis=-1), index)
     diff = macro_f1_from_labels(truth, pred_a, n_classes) - macro_f1_from_labels(truth, pred_b, n_classes)
+    if np.all(diff == 0):
+        return 1.0
+    tail = min(np.sum(diff <= 0), np.sum(diff >= 0))
+    return float(min(1.0, 2 * (tail + 1) / (n_boot + 1)))
+
+
+def _resampled_values(
+    y_true: np.ndarray, values: np.ndarray, index: list[np.ndarray]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Truth and predictions of each resample; ``values`` is (n, k) or (n_repeats, n, k): repeats pool per clip."""
+    values = values.reshape(-1, *y_true.shape)
+    truth = [np.tile(y_true[i], (len(values), 1)) for i in index]
+    return truth, [values[:, i].reshape(-1, y_true.shape[1]) for i in index]
+
+
+def _mean_ccc(truth: list[np.ndarray], predicted: list[np.ndarray]) -> np.ndarray:
+    return np.array([ccc(t, p).mean() for t, p in zip(truth, predicted)])
+
+
+def pooled_ccc(y_true: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean over targets of the CCC of all out-of-fold predictions together; ``predicted`` (n, k) or (R, n, k)."""
+    truth, pred = _resampled_values(y_true, predicted, [np.arange(len(y_true))])
+    return float(_mean_ccc(truth, pred)[0])
+
+
+def bootstrap_ccc_ci(
+    y_true: np.ndarray, predicted: np.ndarray, n_boot: int = 1000, seed: int = 0, groups: np.ndarray | None = None
+) -> list[float]:
+    """95% percentile-bootstrap interval of :func:`pooled_ccc` (clips, or whole groups, resampled)."""
+    truth, pred = _resampled_values(y_true, predicted, bootstrap_indices(len(y_true), groups, n_boot, seed))
+    low, high = np.percentile(_mean_ccc(truth, pred), [2.5, 97.5])
+    return [float(low), float(high)]
+
+
+def paired_bootstrap_ccc_pvalue(
+    y_true: np.ndarray,
+    predicted_a: np.ndarray,
+    predicted_b: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> float:
+    """Two-sided p-value that variants a and b have equal pooled mean CCC (same resamples for both)."""
+    index = bootstrap_indices(len(y_true), groups, n_boot, seed)
+    truth, pred_a = _resampled_values(y_true, predicted_a, index)
+    _, pred_b = _resampled_values(y_true, predicted_b, index)
+    diff = _mean_ccc(truth, pred_a) - _mean_ccc(truth, pred_b)
     if np.all(diff == 0):
         return 1.0
     tail = min(np.sum(diff <= 0), np.sum(diff >= 0))

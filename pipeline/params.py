@@ -55,6 +55,12 @@ class DatasetParams:
     group from each file name). root: the folder DVC watches for changes (dvc.yaml's
     ``prepare`` depends on it); every kind but the demo needs its own. labels: the
     allowed labels, in report order; ``None`` takes the sorted labels found.
+    targets: the numeric manifest columns ``task: regression`` predicts (the demo and
+    MERGE have ``arousal`` and ``valence``; a user manifest's are kept as they are named,
+    or renamed with ``columns``); with ``task: regression``, ``prepare`` checks that every
+    clip has a finite number.
+    target_center: the neutral point of the targets' scale: a prediction's quadrant is the
+    signs of ``target - target_center`` (0 for scales in [-1, 1], 0.5 for [0, 1]).
     """
 
     kind: Literal["demo", "manifest", "merge", "folders"] = "demo"
@@ -66,6 +72,8 @@ class DatasetParams:
     variant: Literal["balanced", "complete"] = "balanced"
     split: Literal["70_15_15", "40_30_30", "none"] = "70_15_15"
     group_regex: str | None = None
+    targets: list[str] = field(default_factory=lambda: ["arousal", "valence"])
+    target_center: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -255,10 +263,12 @@ class LGBMParams:
 
 @dataclass(frozen=True)
 class LogRegParams:
-    """Multinomial logistic regression (``sklearn.linear_model.LogisticRegression``)."""
+    """Multinomial logistic regression (``sklearn.linear_model.LogisticRegression``); under ``task:
+    regression`` the same recipe ends in ridge regression (``sklearn.linear_model.Ridge``) with penalty ``alpha``."""
 
     C: float = 0.1
     max_iter: int = 2000
+    alpha: float = 100.0
 
 
 @dataclass(frozen=True)
@@ -280,7 +290,9 @@ class TrainParams:
     per manifest group with that group's own clips' statistics (features only, no labels;
     a test group's come from its unlabeled test clips), groups under
     ``normalize_min_clips`` clips taking the training rows' statistics; ``none`` leaves
-    the features as they are.
+    the features as they are. regression_loss: ``task: regression`` trains the torch heads on
+    ``mse`` or ``ccc`` (1 - mean concordance correlation over the targets, the usual choice
+    in dimensional emotion recognition); early stopping watches the same loss.
     """
 
     audio_sets: list[str] = field(default_factory=lambda: ["descriptors"])
@@ -289,6 +301,7 @@ class TrainParams:
     normalize_min_clips: int = 5
     normalize_text: bool = False
     class_weight: Literal["balanced"] | None = None
+    regression_loss: Literal["mse", "ccc"] = "ccc"
     n_threads: int = 2
     mlp: MLPParams = field(default_factory=MLPParams)
     multitask: MultitaskParams = field(default_factory=MultitaskParams)
@@ -388,9 +401,14 @@ class BundleParams:
 
 @dataclass(frozen=True)
 class Params:
-    """All of params.yaml."""
+    """All of params.yaml.
+
+    task: ``classification`` (``dataset.labels``) or ``regression`` (``dataset.targets``,
+    e.g. arousal and valence), from the same feature stores.
+    """
 
     seed: int = 42
+    task: Literal["classification", "regression"] = "classification"
     dataset: DatasetParams = field(default_factory=DatasetParams)
     demo: DemoParams = field(default_factory=DemoParams)
     executor: ExecutorParams = field(default_factory=ExecutorParams)
@@ -553,6 +571,15 @@ def validate(params: Params) -> None:
             raise ParamsError(f"params: {section}.max_error_fraction must be in [0, 1]")
     check_audio_sets(params, params.train.audio_sets, "train.audio_sets")
     check_tune(params.tune, params.train)
+    if params.task == "regression":
+        if not ds.targets:
+            raise ParamsError("params: task 'regression' needs dataset.targets: the manifest columns to predict")
+        if params.tune.enabled:
+            raise ParamsError("params: tune.enabled searches classification metrics; set it to false for regression")
+        if params.train.class_weight is not None:
+            raise ParamsError("params: train.class_weight applies to classification; set it to null for regression")
+    if len(set(ds.targets)) != len(ds.targets):
+        raise ParamsError(f"params: dataset.targets repeats a column: {ds.targets}")
     if params.train.normalize_min_clips < 2:
         raise ParamsError(f"params: train.normalize_min_clips must be >= 2, got {params.train.normalize_min_clips}")
 

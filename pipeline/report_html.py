@@ -57,6 +57,11 @@ def svg(fig) -> str:
 
 def f1_bars(table: pd.DataFrame) -> str:
     """Grouped bars: pooled out-of-fold macro-F1 per fusion (groups) and learner (bars), 95% CI as error bars."""
+    return score_bars(table, ("f1_macro_pooled", "f1_macro_ci95_low", "f1_macro_ci95_high"), "macro-F1")
+
+
+def score_bars(table: pd.DataFrame, columns: tuple[str, str, str], label: str) -> str:
+    """Grouped bars of a pooled score per fusion (groups) and learner (bars); ``columns``: score, CI low, CI high."""
     models = sorted(table["model"].unique())
     fusions = [f for f in FUSIONS if f in set(table["fusion"])]
     fig, ax = plt.subplots(figsize=(9, 3.4))
@@ -64,15 +69,46 @@ def f1_bars(table: pd.DataFrame) -> str:
     for i, model in enumerate(models):
         rows = table[table["model"] == model].set_index("fusion").reindex(fusions)
         x = np.arange(len(fusions)) + i * width
-        pooled = rows["f1_macro_pooled"].to_numpy(dtype=float)
-        ci = rows[["f1_macro_ci95_low", "f1_macro_ci95_high"]].to_numpy(dtype=float)
+        pooled = rows[columns[0]].to_numpy(dtype=float)
+        ci = rows[list(columns[1:])].to_numpy(dtype=float)
         err = np.clip(np.stack([pooled - ci[:, 0], ci[:, 1] - pooled]), 0, None)
         ax.bar(x, pooled, width, yerr=err, capsize=2, label=model)
     ax.set_xticks(np.arange(len(fusions)) + width * (len(models) - 1) / 2, fusions)
-    ax.set_ylabel("macro-F1")
-    ax.set_ylim(0, 1)
+    ax.set_ylabel(label)
+    ax.set_ylim(min(0.0, float(np.nanmin(table[columns[0]].to_numpy(dtype=float)))), 1)
     ax.legend(ncol=len(models), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.grid(axis="y", alpha=0.3)
+    return svg(fig)
+
+
+def scatter_svg(oof: pd.DataFrame, targets: list[str], title: str) -> str:
+    """Predicted against true value, one panel per target (first repeat), with the identity line."""
+    first = oof[oof["repeat"] == oof["repeat"].min()]
+    fig, axes = plt.subplots(1, len(targets), figsize=(2.6 * len(targets), 2.7), squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        true, predicted = first[f"true_{target}"], first[f"pred_{target}"]
+        low, high = min(true.min(), predicted.min()), max(true.max(), predicted.max())
+        ax.plot([low, high], [low, high], "k:", linewidth=0.8)
+        ax.scatter(true, predicted, s=6, alpha=0.5)
+        ax.set_xlabel(f"true {target}")
+        ax.set_ylabel(f"predicted {target}")
+    fig.suptitle(title, fontsize=9)
+    return svg(fig)
+
+
+def plane_svg(oof: pd.DataFrame, targets: list[str], title: str, center: float = 0.0) -> str:
+    """True and predicted points in the plane of two targets (valence across, arousal up when both exist)."""
+    x, y = ("valence", "arousal") if {"valence", "arousal"} <= set(targets) else targets[:2]
+    first = oof[oof["repeat"] == oof["repeat"].min()]
+    fig, ax = plt.subplots(figsize=(3.4, 3.4))
+    ax.scatter(first[f"true_{x}"], first[f"true_{y}"], s=6, alpha=0.4, label="true")
+    ax.scatter(first[f"pred_{x}"], first[f"pred_{y}"], s=6, alpha=0.4, label="predicted")
+    ax.axhline(center, color="k", linewidth=0.6)
+    ax.axvline(center, color="k", linewidth=0.6)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
     return svg(fig)
 
 

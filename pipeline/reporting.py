@@ -235,7 +235,11 @@ def data_summary(runs: dict[tuple[str, str], dict], skipped: dict[str, str] | No
         repeats = run.get("n_repeats", 1)
         protocol = f"{run['n_folds']}-fold CV" + (f" x {repeats} repeats" if repeats > 1 else "")
         protocol += " grouped" if run.get("grouped") else ""
-    parts = [f"{run['n_clips']} clips, {len(run['classes'])} classes, {protocol}"]
+    if run.get("task") == "regression":
+        what = f"targets {', '.join(run['targets'])}"
+    else:
+        what = f"{len(run['classes'])} classes"
+    parts = [f"{run['n_clips']} clips, {what}, {protocol}"]
     absent = sorted({m for m in ("audio", "text") if m not in run.get("modalities", ["audio", "text"])})
     reasons = list((skipped or {}).values())
     if absent:

@@ -304,6 +304,19 @@ FAST = {
 }
 
 
+def test_merge_av_values_run_regression_through_kind_merge(tmp_path):
+    make_merge_tree(tmp_path / "merge", per_quadrant=6)
+    dataset = {"kind": "merge", "root": str(tmp_path / "merge"), "target_center": 0.5}  # MERGE-style [0, 1] values
+    overrides = {**FAST, "task": "regression", "dataset": dataset, "eval": {"scheme": "fixed"}}
+    metrics = run_project(tmp_path, overrides, [("logreg", "concat"), ("logreg", "audio"), ("dummy", "none")])
+    assert set(metrics["logreg"]) == {"audio", "concat"}
+    assert {"ccc_mean", "ccc_arousal", "ccc_valence", "quadrant_accuracy"} <= set(metrics["logreg"]["concat"])
+    oof = pd.read_parquet(tmp_path / "models" / "logreg-concat" / "oof.parquet")
+    manifest = pd.read_parquet(tmp_path / "data" / "manifest.parquet").set_index("clip_id")
+    np.testing.assert_allclose(oof["true_valence"], manifest.loc[oof["clip_id"], "valence"].astype(float))
+    assert oof["true_arousal"].between(0, 1).all() and len(oof) == 5  # the 5 test songs, scored once
+
+
 def test_merge_fixed_split_fits_on_train_and_scores_test_once(tmp_path):
     make_merge_tree(tmp_path / "merge", per_quadrant=6)
     overrides = {**FAST, "dataset": {"kind": "merge", "root": str(tmp_path / "merge")}, "eval": {"scheme": "fixed"}}

@@ -81,14 +81,19 @@ def audio_only_corpus(folder: Path) -> dict:
 
 
 def text_only_corpus(folder: Path) -> dict:
-    """Two word classes of 9 texts each in a CSV manifest without audio; returns the ``dataset`` params."""
+    """Two word classes of 9 texts each, with a valence per text, in a CSV manifest without audio; returns the
+    ``dataset`` params. Its run is the end-to-end regression run (``task: regression``, target ``valence``)."""
     import pandas as pd
 
     (folder / "corpus").mkdir()
-    words = {"joy": "sunny dancing laughter", "gloom": "lonely tears grey"}
-    rows = [{"clip_id": f"{lab}{k}", "text": f"{w} {k}", "label": lab} for lab, w in words.items() for k in range(9)]
+    words = {"joy": ("sunny dancing laughter", 1), "gloom": ("lonely tears grey", -1)}
+    rows = [
+        {"clip_id": f"{lab}{k}", "text": f"{w} {k}", "label": lab, "valence": sign * (0.5 + k / 20)}
+        for lab, (w, sign) in words.items()
+        for k in range(9)
+    ]
     pd.DataFrame(rows).to_csv(folder / "corpus" / "texts.csv", index=False)
-    return {"kind": "manifest", "root": "corpus", "manifest": "corpus/texts.csv"}
+    return {"kind": "manifest", "root": "corpus", "manifest": "corpus/texts.csv", "targets": ["valence"]}
 
 
 # test name -> the corpus its run reads (None: the demo corpus); each run takes one core
@@ -96,7 +101,7 @@ SINGLE_CORE = {"executor": {"n_jobs": 1}, "train": {"n_threads": 1}}
 PROJECTS = {
     "test_dvc_repro_end_to_end": None,
     "test_audio_only_corpus_through_dvc_repro": audio_only_corpus,
-    "test_text_only_corpus_through_dvc_repro": text_only_corpus,
+    "test_text_only_corpus_through_dvc_repro_as_regression": text_only_corpus,
 }
 
 
@@ -136,6 +141,8 @@ def start_repros(names: set[str], tmp_path_factory) -> dict[str, Repro]:
         overrides = merge(E2E, SINGLE_CORE)
         if make_corpus is not None:
             overrides = merge(overrides, {"essentia": {"enabled": False}, "dataset": make_corpus(folder)})
+        if make_corpus is text_only_corpus:
+            overrides = merge(overrides, {"task": "regression"})
         bin_dir, env = init_project(folder, overrides)
         with open(folder / "repro.log", "w") as log:
             process = subprocess.Popen([str(bin_dir / "dvc"), "repro"], cwd=folder, env=env, stdout=log, stderr=log)
@@ -232,13 +239,17 @@ def test_audio_only_corpus_through_dvc_repro(repros):
     assert "no text in this corpus: 30 variants that need it were skipped" in board
 
 
-def test_text_only_corpus_through_dvc_repro(repros):
-    metrics, board = single_modality_results(repros["test_text_only_corpus_through_dvc_repro"])
+def test_text_only_corpus_through_dvc_repro_as_regression(repros):
+    repro = repros["test_text_only_corpus_through_dvc_repro_as_regression"]
+    metrics, board = single_modality_results(repro)
     assert {m: sorted(f) for m, f in metrics.items()} == {
         "dummy": ["none"],
         "lgbm": ["text"],
         "logreg": ["text"],
         "mlp": ["text"],
     }
-    assert metrics["logreg"]["text"]["f1_macro"]["mean"] > 0.8
+    assert metrics["logreg"]["text"]["ccc_valence"]["mean"] > 0.7  # the words give the sign of the valence
+    assert metrics["dummy"]["none"]["ccc_mean"]["mean"] == 0.0
+    assert board.startswith("# Leaderboard (regression)") and "targets valence" in board
     assert "no audio in this corpus: 34 variants that need it were skipped" in board
+    assert "task is 'regression'" in (repro.folder / "models" / "bundles" / "NO_BUNDLE.txt").read_text()

@@ -482,7 +482,11 @@ def test_learners_have_the_learner_interface_and_load_back(name, fusion, tfidf_d
 
 def test_load_learner_names_unknown_types_and_make_learner_takes_keywords(tmp_path):
     (tmp_path / "learner.json").write_text('{"type": "svm"}')
-    with pytest.raises(ValueError, match="unknown learner type 'svm'; known: \\['classical', 'late', 'prior'"):
+    with pytest.raises(
+        ValueError,
+        match="unknown learner type 'svm'; known: \\['classical', 'classical_regressor', 'late', 'late_regressor', "
+        "'mean', 'prior'",
+    ):
         load_learner(tmp_path)
     with pytest.raises(TypeError):
         make_learner("logreg", "concat", FAST, 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline.sources import is_url, sources_exist
@@ -221,6 +222,32 @@ def validate_manifest(
             )
     extra = [c for c in df.columns if c not in COLUMNS]
     return df[COLUMNS + extra].sort_values("clip_id", kind="stable").reset_index(drop=True)
+
+
+def target_values(df: pd.DataFrame, targets: list[str]) -> np.ndarray:
+    """The (clips, targets) float matrix of the ``dataset.targets`` columns; every value a finite number.
+
+    Raises :class:`ManifestError` naming the column and the first offending clips.
+    """
+    missing = [t for t in targets if t not in df.columns]
+    if missing:
+        extra = [c for c in df.columns if c not in COLUMNS]
+        raise ManifestError(
+            f"manifest: dataset.targets {missing} not found; its extra columns are {extra} "
+            "(rename yours with dataset.columns, e.g. {arousal: Arousal})"
+        )
+    values = np.empty((len(df), len(targets)))
+    for k, target in enumerate(targets):
+        column = pd.to_numeric(df[target], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(column)
+        if bad.any():
+            ids = df["clip_id"].to_numpy()[bad][:5].tolist()
+            raise ManifestError(
+                f"manifest: target {target!r} is missing or not a finite number for {int(bad.sum())} clip(s), "
+                f"e.g. {ids}; fill them or leave those clips out of the manifest"
+            )
+        values[:, k] = column
+    return values
 
 
 def check_fixed_split(df: pd.DataFrame) -> None:

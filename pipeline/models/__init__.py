@@ -32,8 +32,12 @@ SAVED_TYPES = {
     "late": "pipeline.models.late:LateFusionClassifier",
     "tfidf": "pipeline.models.tfidf:TfidfTextLearner",
     "torch": "pipeline.models.torch_head:TorchFusionClassifier",
+    "classical_regressor": "pipeline.models.regression:ClassicalFusionRegressor",
+    "mean": "pipeline.models.regression:MeanRegressor",
+    "late_regressor": "pipeline.models.late:LateFusionRegressor",
 }
-WRAPPER_TYPES = ("late", "tfidf")  # saved with child learners, which their ``load(folder, load_child)`` reads
+# saved with child learners, which their ``load(folder, load_child)`` reads
+WRAPPER_TYPES = ("late", "tfidf", "late_regressor")
 
 
 def make_learner(
@@ -45,8 +49,14 @@ def make_learner(
     tfidf_dim: int | None = None,
     val_fraction: float = 0.15,
     dask: DaskSettings | None = None,
+    task: str = "classification",
 ) -> Learner:
     """A fresh, unfitted learner for one (learner, fusion) variant.
+
+    ``task: regression`` gives the family's regressor (``predict`` instead of
+    ``predict_proba``): ``logreg`` is ridge regression (``train.logreg.alpha``), ``lgbm`` one
+    LightGBM regressor per target, the torch heads a linear multi-output head trained on
+    ``train.regression_loss``, ``dummy`` the training mean.
 
     ``late`` fusion averages an audio-only and a text-only learner of the same family.
     With ``tfidf_dim``, the ``text`` block holds raw texts, turned into TF-IDF + SVD
@@ -54,13 +64,17 @@ def make_learner(
     With ``dask`` and ``train.lgbm.distributed``, LightGBM trains on that cluster.
     """
     if fusion == "late" and name != "dummy":
-        from pipeline.models.late import LateFusionClassifier
+        from pipeline.models.late import LateFusionClassifier, LateFusionRegressor
 
-        options = dict(params=params, seed=seed, val_fraction=val_fraction, dask=dask)
+        options = dict(params=params, seed=seed, val_fraction=val_fraction, dask=dask, task=task)
         audio = make_learner(name, "audio", **options)
         text = make_learner(name, "text", tfidf_dim=tfidf_dim, **options)
-        return LateFusionClassifier(audio, text, val_fraction=val_fraction, seed=seed)
-    learner = _make(name, fusion, params, seed, val_fraction, dask)
+        late = LateFusionRegressor if task == "regression" else LateFusionClassifier
+        return late(audio, text, val_fraction=val_fraction, seed=seed)
+    if task == "regression":
+        learner = _make_regressor(name, fusion, params, seed, val_fraction)
+    else:
+        learner = _make(name, fusion, params, seed, val_fraction, dask)
     if tfidf_dim is None or name == "dummy" or fusion == "audio":
         return learner
     from pipeline.models.tfidf import TfidfTextLearner
@@ -140,6 +154,46 @@ def _make(
             time_pool=p.time_pool if name == "cnn" else 1,
             standardize=standardize,
         )
+    raise ValueError(f"unknown learner {name!r}; choose one of {LEARNERS}")
+
+
+def _make_regressor(name: str, fusion: str, params: TrainParams, seed: int, val_fraction: float) -> Learner:
+    """The regressor of learner family ``name`` (see :func:`make_learner`)."""
+    from pipeline.models.regression import ClassicalFusionRegressor, MeanRegressor
+
+    if name == "dummy":
+        return MeanRegressor()
+    standardize = params.normalize != "none"
+    projection = dict(pca_dim=params.pca_dim, seed=seed, standardize=standardize)
+    if name == "logreg":
+        from sklearn.linear_model import Ridge
+
+        return ClassicalFusionRegressor(Ridge(alpha=params.logreg.alpha), fusion, **projection)
+    if name == "lgbm":
+        from lightgbm import LGBMRegressor
+
+        p = params.lgbm
+        estimator = LGBMRegressor(
+            n_estimators=p.n_estimators,
+            learning_rate=p.learning_rate,
+            num_leaves=p.num_leaves,
+            min_child_samples=p.min_child_samples,
+            subsample=p.subsample,
+            subsample_freq=1,
+            colsample_bytree=p.colsample_bytree,
+            n_jobs=params.n_threads,
+            random_state=seed,
+            deterministic=True,
+            force_row_wise=True,
+            verbose=-1,
+        )
+        return ClassicalFusionRegressor(
+            estimator, fusion, early_stopping_rounds=p.early_stopping_rounds, val_fraction=val_fraction, **projection
+        )
+    if name in TORCH_LEARNERS:
+        learner = _make(name, fusion, params, seed, val_fraction, None)
+        learner.regression_loss = params.regression_loss
+        return learner
     raise ValueError(f"unknown learner {name!r}; choose one of {LEARNERS}")
 
 

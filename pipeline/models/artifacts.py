@@ -30,6 +30,7 @@ FITTED_TYPES = {
     "StandardScaler": "sklearn.preprocessing",
     "PCA": "sklearn.decomposition",
     "LogisticRegression": "sklearn.linear_model",
+    "Ridge": "sklearn.linear_model",
 }
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # a fixed zip timestamp, so equal models give equal bytes
 

@@ -113,6 +113,72 @@ class LateFusionClassifier:
         return learner
 
 
+class LateFusionRegressor(LateFusionClassifier):
+    """``w * audio + (1 - w) * text`` predictions of two regressors, one weight per target chosen on the
+    validation rows by that target's CCC (ties: the weight closer to 0.5); trained as
+    :class:`LateFusionClassifier`. Per target, because the modalities often carry different
+    targets (audio arousal, lyrics valence): one shared weight would give up one of them."""
+
+    def fit(
+        self,
+        blocks: dict[str, np.ndarray],
+        y: np.ndarray,
+        validation: tuple[dict[str, np.ndarray], np.ndarray] | None = None,
+    ) -> LateFusionRegressor:
+        """Fit both regressors and choose the weight on ``validation`` (carved from ``blocks`` when None)."""
+        from pipeline.evaluation import ccc, split_off_validation
+
+        y = np.asarray(y, dtype=float)
+        if validation is None:
+            strata = np.zeros(len(y), dtype=int)
+            blocks, y, validation = split_off_validation(blocks, y, self.val_fraction, self.seed, strata)
+        val_blocks, y_val = validation
+        learners = {"audio": self.audio_learner, "text": self.text_learner}
+        for m, learner in learners.items():
+            val = (modality_blocks(val_blocks, m), y_val) if selects_on_validation(learner) else None
+            setattr(self, f"{m}_", learner.fit(modality_blocks(blocks, m), y, validation=val))
+        p_audio, p_text, has_text = self._unimodal(val_blocks)
+        per_weight = np.array([ccc(y_val, np.where(has_text, w * p_audio + (1 - w) * p_text, p_audio)) for w in GRID])
+        self.weight_ = np.full(y.shape[1], 0.5)
+        if len(y_val):
+            for k in range(y.shape[1]):
+                scores = [(-round(float(c), 9), abs(w - 0.5)) for c, w in zip(per_weight[:, k], GRID)]
+                self.weight_[k] = GRID[min(range(len(GRID)), key=scores.__getitem__)]
+        for m, learner in learners.items():  # the weight is chosen: now train on everything, as stand-alone
+            if not selects_on_validation(learner):
+                refit = learner.fit(modality_blocks(blocks, m), y, validation=(modality_blocks(val_blocks, m), y_val))
+                setattr(self, f"{m}_", refit)
+        return self
+
+    def _unimodal(self, blocks: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Audio and text predictions (n, n_targets) and an (n, 1) has-text mask."""
+        p_audio = self.audio_.predict(modality_blocks(blocks, "audio"))
+        p_text = self.text_.predict(modality_blocks(blocks, "text"))
+        has_text = np.asarray(blocks.get("text_present", np.ones(len(p_audio))), dtype=bool)[:, None]
+        return p_audio, p_text, has_text
+
+    def predict(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
+        """``weight_ * audio + (1 - weight_) * text`` per target (audio alone for a clip without text)."""
+        p_audio, p_text, has_text = self._unimodal(blocks)
+        return np.where(has_text, self.weight_ * p_audio + (1 - self.weight_) * p_text, p_audio)
+
+    def save(self, folder: str | Path) -> None:
+        """``learner.json`` (weight) and the two regressors in ``audio/`` and ``text/``."""
+        folder = Path(folder)
+        write_config({"type": "late_regressor", "weight": self.weight_.tolist()}, folder)
+        self.audio_.save(folder / "audio")
+        self.text_.save(folder / "text")
+
+    @classmethod
+    def load(cls, folder: str | Path, load_child: Callable[[Path], Any]) -> LateFusionRegressor:
+        """A fitted regressor from :meth:`save`'s files."""
+        folder = Path(folder)
+        learner = cls(None, None)
+        learner.weight_ = np.array(read_config(folder)["weight"])
+        learner.audio_, learner.text_ = load_child(folder / "audio"), load_child(folder / "text")
+        return learner
+
+
 def selects_on_validation(learner) -> bool:
     """Whether a learner uses validation rows for selection (early stopping) rather than as training rows."""
     return bool(getattr(learner, "selects_on_validation", False))

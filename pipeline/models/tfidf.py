@@ -57,7 +57,7 @@ class TfidfTextLearner:
         if validation is not None:
             validation = (self._featurize(validation[0]), validation[1])
         self.learner_ = self.learner.fit(self._featurize(blocks), y, validation=validation)
-        self.classes_ = self.learner_.classes_
+        self.classes_ = getattr(self.learner_, "classes_", None)  # None: a regressor
         return self
 
     @property
@@ -76,6 +76,10 @@ class TfidfTextLearner:
         """Class probabilities, columns in ``classes_`` order."""
         return self.learner_.predict_proba(self._featurize(blocks))
 
+    def predict(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
+        """The wrapped regressor's (n, n_targets) predictions."""
+        return self.learner_.predict(self._featurize(blocks))
+
     def save(self, folder: str | Path) -> None:
         """``learner.json``, the fitted TF-IDF + SVD (skops) and the wrapped learner in ``learner/``."""
         folder = Path(folder)
@@ -90,5 +94,5 @@ class TfidfTextLearner:
         learner = cls(None, dim=read_config(folder)["dim"])
         learner.text_ = load_skops(folder / "text.skops")
         learner.learner_ = load_child(folder / "learner")
-        learner.classes_ = learner.learner_.classes_
+        learner.classes_ = getattr(learner.learner_, "classes_", None)
         return learner

@@ -176,6 +176,17 @@ class Standardizer:
         return ((x - self.mean_) / self.scale_).astype(np.float32, copy=False)
 
 
+def ccc_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - the mean over targets (columns) of Lin's concordance correlation of a batch."""
+    mean_p, mean_t = predicted.mean(dim=0), target.mean(dim=0)
+    cov = ((predicted - mean_p) * (target - mean_t)).mean(dim=0)
+    denominator = predicted.var(dim=0, unbiased=False) + target.var(dim=0, unbiased=False) + (mean_p - mean_t) ** 2
+    return 1 - (2 * cov / (denominator + 1e-8)).mean()
+
+
+REGRESSION_LOSSES = {"mse": nn.MSELoss, "ccc": lambda: ccc_loss}
+
+
 def balanced_weights(y_idx: np.ndarray, n_classes: int) -> np.ndarray:
     """scikit-learn's ``class_weight='balanced'``: n / (n_classes * count) per class."""
     counts = np.bincount(y_idx, minlength=n_classes).astype(np.float64)
@@ -197,6 +208,8 @@ class TorchFusionClassifier:
     val_fraction : validation share carved from the training rows when ``fit`` gets no validation rows.
     n_threads, seed : torch threads and seed (fixed, for reproducible results).
     standardize : False feeds the features unscaled (``train.normalize: none``).
+    regression_loss : ``mse`` or ``ccc`` makes it a regressor (``task: regression``): ``y`` is
+        (n, n_targets) floats, standardised on the training rows; :meth:`predict` gives values.
     """
 
     selects_on_validation = True  # validation rows pick the epoch; they are not trained on
@@ -220,6 +233,7 @@ class TorchFusionClassifier:
         seed: int = 0,
         time_pool: int = 1,
         standardize: bool = True,
+        regression_loss: str | None = None,
     ):
         self.fusion = fusion
         self.hidden = hidden
@@ -238,6 +252,7 @@ class TorchFusionClassifier:
         self.seed = seed
         self.time_pool = time_pool
         self.standardize = standardize
+        self.regression_loss = regression_loss
 
     def _tensors(self, blocks: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Standardised inputs and (n, 1) presence masks of the modalities that have one."""
@@ -275,12 +290,14 @@ class TorchFusionClassifier:
         torch.manual_seed(self.seed)
         torch.set_num_threads(self.n_threads)
         self.modalities_ = modalities_for(self.fusion)
-        self.classes_ = np.unique(y)
-        if validation is not None:  # a validation clip of a class unseen in training cannot be scored
+        regression = self.regression_loss is not None
+        self.classes_ = None if regression else np.unique(y)
+        if validation is not None and not regression:  # a clip of a class unseen in training cannot be scored
             known = np.isin(validation[1], self.classes_)
             validation = ({m: x[known] for m, x in validation[0].items()}, validation[1][known])
         if validation is None or not len(validation[1]):
-            blocks, y, validation = split_off_validation(blocks, y, self.val_fraction, self.seed)
+            strata = np.zeros(len(y), dtype=int) if regression else None
+            blocks, y, validation = split_off_validation(blocks, y, self.val_fraction, self.seed, strata)
         val_blocks, y_val = validation
         self.scalers_ = {}
         for m in self.modalities_:
@@ -289,8 +306,14 @@ class TorchFusionClassifier:
             self.scalers_[m] = Standardizer().fit(rows) if self.standardize else Standardizer.identity(rows.shape[1:])
         x_fit, p_fit = self._tensors(blocks)
         x_val, p_val = self._tensors(val_blocks)
-        y_fit = torch.from_numpy(np.searchsorted(self.classes_, y))
-        y_val_t = torch.from_numpy(np.searchsorted(self.classes_, y_val))
+        if regression:
+            y = np.asarray(y, dtype=np.float64)
+            std = y.std(axis=0)
+            self.target_mean_, self.target_scale_ = y.mean(axis=0), np.where(std > 1e-8, std, 1.0)
+            self.n_outputs_ = y.shape[1]
+        else:
+            self.n_outputs_ = len(self.classes_)
+        y_fit, y_val_t = self._target_tensors(y), self._target_tensors(y_val)
         self.input_shapes_ = {m: tuple(blocks[m].shape[1:]) for m in self.modalities_}
         for shape in self.input_shapes_.values():
             if len(shape) == 2 and min(shape[0], shape[1] // self.time_pool) < CNN_MIN_SIZE:
@@ -304,15 +327,18 @@ class TorchFusionClassifier:
             self.input_shapes_,
             self.fusion,
             self.hidden,
-            len(self.classes_),
+            self.n_outputs_,
             self.dropout,
             self.loss_weights is not None,
             self.time_pool,
         )
-        weight = None
-        if self.class_weight == "balanced":
-            weight = torch.from_numpy(balanced_weights(y_fit.numpy(), len(self.classes_)).astype(np.float32))
-        loss_fn = nn.CrossEntropyLoss(weight=weight)
+        if regression:
+            loss_fn = REGRESSION_LOSSES[self.regression_loss]()
+        else:
+            weight = None
+            if self.class_weight == "balanced":
+                weight = torch.from_numpy(balanced_weights(y_fit.numpy(), len(self.classes_)).astype(np.float32))
+            loss_fn = nn.CrossEntropyLoss(weight=weight)
         optimiser = AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         generator = torch.Generator().manual_seed(self.seed)
         best_loss, best_state, stale = float("inf"), copy.deepcopy(model.state_dict()), 0
@@ -344,6 +370,13 @@ class TorchFusionClassifier:
         self.best_val_loss_ = best_loss
         return self
 
+    def _target_tensors(self, y: np.ndarray) -> torch.Tensor:
+        """Class indices, or (regression) the targets standardised with the training rows' statistics."""
+        if self.regression_loss is None:
+            return torch.from_numpy(np.searchsorted(self.classes_, y))
+        scaled = (np.asarray(y, dtype=np.float64) - self.target_mean_) / self.target_scale_
+        return torch.from_numpy(scaled.astype(np.float32))
+
     @staticmethod
     def _logits(model: FusionHead, inputs: dict, present: dict) -> torch.Tensor:
         """Fused logits in eval mode, ``EVAL_BATCH`` clips at a time."""
@@ -369,6 +402,11 @@ class TorchFusionClassifier:
         logits = self._logits(self.model_, *self._tensors(blocks))
         return torch.softmax(logits, dim=1).numpy().astype(np.float64)
 
+    def predict(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
+        """(regression) (n, n_targets) predictions on the targets' own scale."""
+        outputs = self._logits(self.model_, *self._tensors(blocks)).numpy().astype(np.float64)
+        return outputs * self.target_scale_ + self.target_mean_
+
     def save(self, folder: str | Path) -> None:
         """``learner.json`` (config), ``head.pt`` (state_dict) and ``scalers.npz``."""
         folder = Path(folder)
@@ -378,13 +416,17 @@ class TorchFusionClassifier:
             "hidden": self.hidden,
             "dropout": self.dropout,
             "loss_weights": None if self.loss_weights is None else list(self.loss_weights),
-            "classes": self.classes_.tolist(),
+            "classes": None if self.classes_ is None else self.classes_.tolist(),
+            "regression_loss": self.regression_loss,
+            "n_outputs": self.n_outputs_,
             "input_shapes": {m: list(s) for m, s in self.input_shapes_.items()},
             "time_pool": self.time_pool,
         }
         with atomic_path(folder / "head.pt") as tmp, open(tmp, "wb") as fh:
             torch.save(self.model_.state_dict(), fh)  # a file object: the archive is not named after the temp file
         scales = {f"{m}.{k}": getattr(s, f"{k}_") for m, s in self.scalers_.items() for k in ("mean", "scale")}
+        if self.regression_loss is not None:
+            scales |= {"target.mean": self.target_mean_, "target.scale": self.target_scale_}
         dump_arrays(scales, folder / "scalers.npz")
         write_config(config, folder)
 
@@ -400,9 +442,11 @@ class TorchFusionClassifier:
             dropout=config["dropout"],
             loss_weights=loss_weights,
             time_pool=config.get("time_pool", 1),  # saved before time_pool existed: none
+            regression_loss=config.get("regression_loss"),
         )
         learner.modalities_ = modalities_for(config["fusion"])
-        learner.classes_ = np.array(config["classes"])
+        learner.classes_ = None if config["classes"] is None else np.array(config["classes"])
+        learner.n_outputs_ = config.get("n_outputs", len(config["classes"] or []))
         learner.input_shapes_ = {m: tuple(s) for m, s in config["input_shapes"].items()}
         with np.load(folder / "scalers.npz", allow_pickle=False) as arrays:
             learner.scalers_ = {}
@@ -410,11 +454,13 @@ class TorchFusionClassifier:
                 scaler = Standardizer()
                 scaler.mean_, scaler.scale_ = arrays[f"{m}.mean"], arrays[f"{m}.scale"]
                 learner.scalers_[m] = scaler
+            if learner.regression_loss is not None:
+                learner.target_mean_, learner.target_scale_ = arrays["target.mean"], arrays["target.scale"]
         model = FusionHead(
             learner.input_shapes_,
             config["fusion"],
             config["hidden"],
-            len(learner.classes_),
+            learner.n_outputs_,
             config["dropout"],
             loss_weights is not None,
             learner.time_pool,

@@ -43,6 +43,8 @@ def run(params: Params) -> None:
     why_none = "bundle.variants is empty" if not params.bundle.variants else None
     if params.train.normalize == "group":
         why_none = "train.normalize is 'group': a bundle would need each new clip's group statistics"
+    if params.task == "regression":
+        why_none = "task is 'regression': bundles and `mmer predict` serve classifiers so far"
     names = [] if why_none else [best_variant() if name == "best" else name for name in params.bundle.variants]
     names = list(dict.fromkeys(names))
     BUNDLES.mkdir(parents=True, exist_ok=True)

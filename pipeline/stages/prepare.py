@@ -12,6 +12,7 @@ from pipeline.datasets.manifest import (
     check_fixed_split,
     check_predefined_folds,
     read_manifest_file,
+    target_values,
     validate_manifest,
 )
 from pipeline.params import Params, as_dict
@@ -45,6 +46,8 @@ def run(params: Params) -> None:
         check_fixed_split(df)
     if scheme == "predefined":
         check_predefined_folds(df)
+    if params.task == "regression":
+        target_values(df, ds.targets)
     replaced = df.loc[df["text"].str.contains("\ufffd", regex=False, na=False), "clip_id"].tolist()
     if replaced:
         print(
@@ -55,7 +58,8 @@ def run(params: Params) -> None:
     content = pd.util.hash_pandas_object(df.astype("string"), index=False).to_numpy().tobytes()
     meta = {
         "store": "manifest",
-        "params": {"dataset": as_dict(ds)},
+        # targets name columns the manifest keeps anyway: the train stage reads them, the store does not change
+        "params": {"dataset": {k: v for k, v in as_dict(ds).items() if k not in ("targets", "target_center")}},
         "versions": library_versions(["mmer", "pandas", "pyarrow"]),
         "source": source,
         "content_sha256": hashlib.sha256(content).hexdigest(),

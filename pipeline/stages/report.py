@@ -66,6 +66,12 @@ def run(params_path: str | Path = "params.yaml") -> None:
     manifest = read_store(MANIFEST, columns=["clip_id", "group"])
     params = load_params(params_path)
     groups = sorted_groups(runs, manifest)
+    tasks = {run["metrics"].get("task", "classification") for run in runs.values()}
+    if len(tasks) > 1:
+        raise ValueError(f"{MODELS}: variants of both tasks {sorted(tasks)}; rerun the train stages (`dvc repro`)")
+    if tasks == {"regression"}:
+        run_regression(runs, params, groups, Path(params_path))
+        return
     metrics = collect_metrics(runs, seed=params.seed, groups=groups, n_boot=params.eval.n_boot)
     seconds = {key: r["metrics"].get("runtime", {}).get("train_seconds") for key, r in runs.items()}
     table = leaderboard(metrics, seconds)
@@ -86,6 +92,72 @@ def run(params_path: str | Path = "params.yaml") -> None:
     print_console(rows.head(8), summary)
 
 
+def run_regression(runs: dict, params, groups, params_path: Path) -> None:
+    """The reports of ``task: regression``: CCC leaderboard, metrics, summary, scatter plots, HTML page."""
+    from pipeline import reporting_regression as rr
+
+    targets = rr.targets_of(runs)
+    metrics = rr.collect_metrics(runs, seed=params.seed, groups=groups, n_boot=params.eval.n_boot)
+    seconds = {key: r["metrics"].get("runtime", {}).get("train_seconds") for key, r in runs.items()}
+    table = rr.leaderboard(metrics, targets, seconds)
+    rows = rr.display_rows(table, targets, rr.chance_metrics(runs))
+    summary = data_summary(runs, load_skipped(MODELS))
+    write_json(metrics, REPORTS / "metrics.json")
+    write_json(rr.compact_summary(table, targets), REPORTS / "summary.json")
+    write_text(rr.leaderboard_markdown(rows, summary), REPORTS / "leaderboard.md")
+    with atomic_path(REPORTS / "leaderboard.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+    best_key = (table["model"][0], table["fusion"][0])
+    best = runs[best_key]["oof"]
+    write_regression_plots(best[best["repeat"] == 0], targets, params.dataset.target_center, REPORTS / "plots")
+    scatters = [rh.scatter_svg(best, targets, f"best: {'-'.join(best_key)}")]
+    for key in unimodal_references(best_key[0]):
+        if key in runs and key != best_key:
+            scatters.append(rh.scatter_svg(runs[key]["oof"], targets, "-".join(key)))
+    figures = "".join(f"<figure>{f}</figure>" for f in scatters)
+    plane = rh.plane_svg(best, targets, "-".join(best_key), params.dataset.target_center) if len(targets) > 1 else ""
+    sections = [
+        ("1. Data", f"<p>{html.escape(summary)}</p>" + dataset_section(runs)),
+        (
+            "2. Leaderboard",
+            '<p class="note">Click a heading to sort. Best row in green, chance (the training mean) in orange.</p>'
+            + rh.table_html(rows.iloc[:-1], {0: "best"}, sortable=True, footer=rows.iloc[-1:]),
+        ),
+        (
+            "3. Mean CCC by fusion and learner",
+            f"<figure>{rh.score_bars(table, ('ccc_mean_pooled', 'ccc_ci95_low', 'ccc_ci95_high'), 'mean CCC')}"
+            "<figcaption>Bars: mean CCC over the targets of the pooled out-of-fold predictions; error bars: its "
+            "95% bootstrap CI.</figcaption></figure>",
+        ),
+        (
+            "4. Predicted against true (first repeat)",
+            '<p class="note">The best variant and the unimodal variants it is compared with.</p>'
+            f'<div class="figs">{figures}</div>',
+        ),
+        ("5. The target plane of the best variant", f"<figure>{plane}</figure>" if plane else "<p>One target.</p>"),
+        ("6. Run metadata", metadata_section(params_path)),
+    ]
+    write_text(rh.page("mmer report (regression)", sections), REPORTS / "index.html")
+    print_console(rows.head(8), summary, regression=True)
+
+
+def write_regression_plots(oof: pd.DataFrame, targets: list[str], center: float, folder: Path) -> None:
+    """DVC plots of a regression run: true/predicted pairs (scatter.csv) and the quadrants as a confusion."""
+    pairs = pd.concat(
+        [pd.DataFrame({"target": t, "true": oof[f"true_{t}"], "predicted": oof[f"pred_{t}"]}) for t in targets]
+    )
+    with atomic_path(folder / "scatter.csv") as tmp:
+        pairs.to_csv(tmp, index=False, float_format="%.5f")
+
+    def quadrant(columns: list[str]) -> list[str]:
+        return ["".join("+" if v >= center else "-" for v in row) for row in oof[columns].to_numpy()]
+
+    actual, predicted = quadrant([f"true_{t}" for t in targets]), quadrant([f"pred_{t}" for t in targets])
+    with atomic_path(folder / "confusion.csv") as tmp:
+        pd.DataFrame({"actual": actual, "predicted": predicted}).to_csv(tmp, index=False)
+    (folder / "roc.csv").unlink(missing_ok=True)
+
+
 def csv_table(table: pd.DataFrame, chance: dict[str, float]) -> pd.DataFrame:
     """The leaderboard with a ``row`` column (best / variant / chance) and the chance row last."""
     out = table.copy()
@@ -104,6 +176,7 @@ def write_dvc_plots(oof: pd.DataFrame, classes: list[str], folder: Path) -> None
     """
     from sklearn.metrics import roc_curve
 
+    (folder / "scatter.csv").unlink(missing_ok=True)  # a regression run's
     with atomic_path(folder / "confusion.csv") as tmp:
         oof[["label", "predicted"]].rename(columns={"label": "actual"}).to_csv(tmp, index=False)
     truth = pd.concat([oof["label"] == c for c in classes]).to_numpy()
@@ -269,7 +342,7 @@ def render(
     return rh.page("mmer report", sections)
 
 
-def print_console(rows: pd.DataFrame, summary: str) -> None:
+def print_console(rows: pd.DataFrame, summary: str, regression: bool = False) -> None:
     """The top of the leaderboard as a rich table."""
     from rich.console import Console
     from rich.table import Table
@@ -287,6 +360,9 @@ def print_console(rows: pd.DataFrame, summary: str) -> None:
         "p",
         "F1 text removed",
     ]
+    if regression:
+        scores = [c for c in rows.columns if c.startswith("CCC") and c != "CCC text removed"]
+        columns = ["rank", "model", "fusion", "audio", *scores, "quadrant acc.", "ΔCCC vs best unimodal", "p"]
     for column in columns:
         table.add_column(column)
     for row in rows.to_dict("records"):

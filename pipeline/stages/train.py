@@ -27,6 +27,7 @@ from pipeline.store import (
     read_metadata,
     read_store,
     read_tensor,
+    regression_oof_schema,
     store_metadata,
     write_json,
     write_store,
@@ -44,6 +45,9 @@ TEXT_CLEANING = ("strip_timestamps", "strip_sections", "lowercase")  # the text.
 # oof.parquet and metrics.json record the whole ``eval`` and ``train`` sections as provenance (``run_params``).
 TRAIN_PARAM_KEYS = (
     "seed",
+    "task",
+    "dataset.targets",
+    "dataset.target_center",
     "tune.enabled",
     "tune.n_trials",
     "tune.sampler",
@@ -63,6 +67,7 @@ TRAIN_PARAM_KEYS = (
     "train.normalize",
     "train.normalize_min_clips",
     "train.normalize_text",
+    "train.regression_loss",
     "train.n_threads",
     "text.representation",
     "text.tfidf_dim",
@@ -139,13 +144,15 @@ def load_blocks(
     cleaning: dict | None = None,
     melspec: bool = False,
     shared_sets: list[str] | None = None,
+    targets: list[str] = (),
 ) -> Blocks:
     """Manifest rows present in every feature store, the modality blocks, how many were dropped, audio column names.
 
     Every variant sees the same clips (and so the same folds), whatever its learner,
     fusion and audio sets: clips missing from the store of any of ``shared_sets``
     (:func:`shared_audio_sets`; recorded in its errors table) or from the log-mel store
-    are left out, never imputed. With ``melspec``, the audio block is the (clips, mel
+    are left out, never imputed. ``targets``: manifest columns kept in ``rows`` (regression).
+    With ``melspec``, the audio block is the (clips, mel
     bands, frames) log-mel tensor. A clip without text stays in: its ``text_present``
     is False and its text block is zeros (embeddings) or ``""`` (tfidf, where
     blocks["text"] holds cleaned texts). A modality no clip has (a text-only or
@@ -154,6 +161,7 @@ def load_blocks(
     manifest = read_store(MANIFEST)
     manifest = manifest[
         [c for c in ("clip_id", "audio_path", "label", "group", "split", "fold", "text") if c in manifest]
+        + list(targets)
     ]
     ids, matrix, present = read_matrix(TEXT_STORE)
     has_audio = bool(manifest["audio_path"].notna().any())
@@ -231,12 +239,12 @@ class Variant:
 
 
 class Evaluation(NamedTuple):
-    """A variant's protocol (labels, splits) and what cross-validation made of it."""
+    """A variant's protocol (labels or targets, splits) and what cross-validation made of it."""
 
-    classes: list[str]  # label names; ``y`` and the columns of ``proba`` index them
-    y: np.ndarray
+    classes: list[str]  # label names (``y`` and the columns of ``proba`` index them), or the regression targets
+    y: np.ndarray  # class indices, or (clips, targets) values
     splits: list[Split]
-    proba: np.ndarray  # (test rows of all splits, classes)
+    proba: np.ndarray  # (test rows of all splits, classes) probabilities, or (test rows, targets) predictions
     per_fold: list[dict]
     fitted: list  # the learner of each split
     train_seconds: float
@@ -296,6 +304,7 @@ def load_variant_blocks(params: Params, variant: Variant) -> Blocks:
         cleaning,
         melspec=variant.model == "cnn",
         shared_sets=shared_audio_sets(params),
+        targets=params.dataset.targets if params.task == "regression" else [],
     )
 
 
@@ -309,13 +318,22 @@ def cross_validate_variant(
     params: Params, variant: Variant, rows: pd.DataFrame, blocks: dict[str, np.ndarray]
 ) -> Evaluation:
     """Labels and splits of the ``eval`` protocol, then a fresh learner fitted and scored per split."""
-    from pipeline.evaluation import cross_validate, make_splits
+    from pipeline.evaluation import Classification, Regression, cross_validate, make_splits, quadrant_codes
 
-    classes = params.dataset.labels or read_metadata(MANIFEST)["classes"]
-    y = np.array([classes.index(label) for label in rows["label"]])
+    if params.task == "regression":
+        from pipeline.datasets.manifest import target_values
+
+        classes = list(params.dataset.targets)
+        y = target_values(rows, classes)
+        task = Regression(tuple(classes), params.dataset.target_center)
+        strata = quadrant_codes(y - params.dataset.target_center)  # folds keep each quadrant's share
+    else:
+        classes = params.dataset.labels or read_metadata(MANIFEST)["classes"]
+        y = np.array([classes.index(label) for label in rows["label"]])
+        task, strata = Classification(len(classes)), y
     ev = params.eval
     splits = make_splits(
-        y,
+        strata,
         grouping(rows),
         scheme=ev.scheme,
         n_folds=ev.n_folds,
@@ -330,7 +348,7 @@ def cross_validate_variant(
     tuner = make_tuner(params, variant, build, grouping(rows), len(classes), len(splits))
     prepare = group_normalizer(params, grouping(rows))
     started = time.perf_counter()
-    probabilities, per_fold = cross_validate(build, blocks, y, splits, len(classes), fitted, tuner, prepare)
+    probabilities, per_fold = cross_validate(build, blocks, y, splits, task, fitted, tuner, prepare)
     train_seconds = time.perf_counter() - started
     tuning = None if tuner is None else tuning_record(params, tuner)
     return Evaluation(classes, y, splits, np.concatenate(probabilities), per_fold, fitted, train_seconds, tuning)
@@ -368,7 +386,11 @@ def learner_factory(params: Params, variant: Variant):
     """``build(**values)``: a fresh learner of the variant, with tuned ``values`` in place of ``train``'s."""
     tfidf_dim = params.text.tfidf_dim if params.text.representation == "tfidf" else None
     options = dict(
-        seed=params.seed, tfidf_dim=tfidf_dim, val_fraction=params.eval.val_fraction, dask=params.executor.dask()
+        seed=params.seed,
+        tfidf_dim=tfidf_dim,
+        val_fraction=params.eval.val_fraction,
+        dask=params.executor.dask(),
+        task=params.task,
     )
 
     def build(**values) -> Learner:
@@ -428,10 +450,11 @@ def write_outputs(
         "train": {**as_dict(params.train), "audio_sets": variant.audio_sets},
     }
     classes, splits = evaluation.classes, evaluation.splits
+    regression = params.task == "regression"
     write_store(
-        oof_predictions(data.rows, evaluation),
+        (regression_oof if regression else oof_predictions)(data.rows, evaluation),
         variant.out_dir / "oof.parquet",
-        oof_schema(classes),
+        regression_oof_schema(classes) if regression else oof_schema(classes),
         store_metadata(
             "oof", run_params, LIBRARIES, MANIFEST, model=variant.name, fusion=variant.fusion, classes=classes
         ),
@@ -440,13 +463,14 @@ def write_outputs(
     metrics = variant_metrics(params, variant, data, wanted, evaluation, run_params)
     write_json(metrics, variant.out_dir / "metrics.json")
     all_blocks = data.blocks
-    if variant.model == "lgbm" and variant.fusion in ("audio", "text", "concat"):
+    if variant.model == "lgbm" and variant.fusion in ("audio", "text", "concat") and not regression:
         text_width = all_blocks["text"].shape[1] if "text" in all_blocks and all_blocks["text"].ndim == 2 else 0
         importance = lgbm_importance(evaluation.fitted, variant.fusion, data.audio_names, text_width)
         write_json(importance, variant.out_dir / "importance.json")
-    f1 = metrics["summary"]["f1_macro"]
+    primary, title = ("ccc_mean", "mean CCC") if regression else ("f1_macro", "macro-F1")
+    score = metrics["summary"][primary]
     where = "the test split" if params.eval.scheme == "fixed" else f"{len(splits)} folds"
-    print(f"train {variant.name}-{variant.fusion}: macro-F1 {f1['mean']:.3f} ± {f1['std']:.3f} over {where}")
+    print(f"train {variant.name}-{variant.fusion}: {title} {score['mean']:.3f} ± {score['std']:.3f} over {where}")
 
 
 def oof_predictions(rows: pd.DataFrame, evaluation: Evaluation) -> pd.DataFrame:
@@ -467,6 +491,25 @@ def oof_predictions(rows: pd.DataFrame, evaluation: Evaluation) -> pd.DataFrame:
     return predictions.sort_values(["repeat", "clip_id"], kind="stable").reset_index(drop=True)
 
 
+def regression_oof(rows: pd.DataFrame, evaluation: Evaluation) -> pd.DataFrame:
+    """One row per (repeat, test clip): fold, label, and ``true_<target>`` / ``pred_<target>`` columns."""
+    splits, predicted, targets = evaluation.splits, evaluation.proba, evaluation.classes
+    test_rows = np.concatenate([s.test for s in splits])
+    table = pd.DataFrame(
+        {
+            "clip_id": rows["clip_id"].to_numpy()[test_rows],
+            "repeat": np.concatenate([np.full(len(s.test), s.repeat, np.int32) for s in splits]),
+            "fold": np.concatenate([np.full(len(s.test), s.fold, np.int32) for s in splits]),
+            "label": rows["label"].to_numpy()[test_rows],
+        }
+    )
+    for k, t in enumerate(targets):
+        table[f"true_{t}"] = evaluation.y[test_rows, k]
+    for k, t in enumerate(targets):
+        table[f"pred_{t}"] = predicted[:, k]
+    return table.sort_values(["repeat", "clip_id"], kind="stable").reset_index(drop=True)
+
+
 def variant_metrics(
     params: Params, variant: Variant, data: Blocks, wanted: tuple[str, ...], evaluation: Evaluation, run_params: dict
 ) -> dict:
@@ -479,11 +522,14 @@ def variant_metrics(
     ev = params.eval
     test_rows = np.concatenate([s.test for s in splits])
     first_repeat = np.concatenate([np.full(len(s.test), s.repeat == 0) for s in splits])
+    regression = params.task == "regression"
     return {
         "model": variant.name,
         "learner": model,
         "fusion": variant.fusion,
-        "classes": classes,
+        "task": params.task,
+        "classes": [] if regression else classes,
+        "targets": classes if regression else [],
         "scheme": ev.scheme,
         "n_clips": len(rows),
         "n_test_clips": len(np.unique(test_rows)),
@@ -509,7 +555,7 @@ def variant_metrics(
         "summary": summarize(evaluation.per_fold),
         "tuning": evaluation.tuning,
         # per-class scores and confusion counts of the first repeat: one prediction per test clip
-        **per_class_report(y[test_rows][first_repeat], proba[first_repeat], classes),
+        **({} if regression else per_class_report(y[test_rows][first_repeat], proba[first_repeat], classes)),
         "params": run_params,
         "dataset": read_metadata(MANIFEST)["params"]["dataset"],
         # wall time of the whole protocol and the stage's peak memory: the only keys
