@@ -578,6 +578,8 @@ def validate(params: Params) -> None:
             raise ParamsError("params: tune.enabled searches classification metrics; set it to false for regression")
         if params.train.class_weight is not None:
             raise ParamsError("params: train.class_weight applies to classification; set it to null for regression")
+        if params.train.lgbm.distributed:
+            raise ParamsError("params: train.lgbm.distributed trains classifiers; set it to false for regression")
     if len(set(ds.targets)) != len(ds.targets):
         raise ParamsError(f"params: dataset.targets repeats a column: {ds.targets}")
     if params.train.normalize_min_clips < 2:

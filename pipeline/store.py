@@ -122,16 +122,6 @@ def oof_schema(classes: Iterable[str]) -> pa.Schema:
     )
 
 
-def regression_oof_schema(targets: Iterable[str]) -> pa.Schema:
-    """``models/<variant>/oof.parquet`` under ``task: regression``: true and predicted value of each target."""
-    targets = list(targets)
-    return pa.schema(
-        [("clip_id", pa.string()), ("repeat", pa.int32()), ("fold", pa.int32()), ("label", pa.string())]
-        + [(f"true_{t}", pa.float64()) for t in targets]
-        + [(f"pred_{t}", pa.float64()) for t in targets]
-    )
-
-
 # --- writing and reading ---------------------------------------------------------
 
 

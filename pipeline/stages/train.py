@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipeline.features.text import clean_text
 from pipeline.fusion import FUSIONS, MODALITIES, modalities_for
@@ -27,7 +28,6 @@ from pipeline.store import (
     read_metadata,
     read_store,
     read_tensor,
-    regression_oof_schema,
     store_metadata,
     write_json,
     write_store,
@@ -89,6 +89,16 @@ AUDIO_SET_SWITCH = {
     "musicnn_penultimate": "musicnn",
     "musicnn_tags": "musicnn",
 }
+
+
+def regression_oof_schema(targets: list[str]) -> pa.Schema:
+    """``models/<variant>/oof.parquet`` under ``task: regression``: true and predicted value of each target."""
+    targets = list(targets)
+    return pa.schema(
+        [("clip_id", pa.string()), ("repeat", pa.int32()), ("fold", pa.int32()), ("label", pa.string())]
+        + [(f"true_{t}", pa.float64()) for t in targets]
+        + [(f"pred_{t}", pa.float64()) for t in targets]
+    )
 
 
 def param_keys(model: str, audio_sets: list[str] | None = None) -> list[str]:
