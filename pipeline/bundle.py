@@ -79,7 +79,13 @@ def model_card(bundle: dict) -> str:
     training = bundle["training"]
     counts = ", ".join(f"{label} {n}" for label, n in training["label_counts"].items())
     cv = bundle.get("cv_metrics") or {}
-    ci = cv.get("f1_macro_ci95")
+    regression = bundle.get("task") == "regression"
+    ci = cv.get("ccc_mean_ci95" if regression else "f1_macro_ci95")
+    what = (
+        f"Predicts {', '.join(bundle['targets'])} (continuous values)"
+        if regression
+        else f"Predicts one of {len(bundle['classes'])} emotion labels ({', '.join(bundle['classes'])})"
+    )
     lines = [
         f"# Model card: {bundle['variant']}",
         "",
@@ -88,21 +94,31 @@ def model_card(bundle: dict) -> str:
         "",
         "## What it does",
         "",
-        f"Predicts one of {len(bundle['classes'])} emotion labels ({', '.join(bundle['classes'])}) for a clip, "
-        f"from its {' and '.join(bundle['modalities'])}: learner `{bundle['learner']}`, fusion `{bundle['fusion']}`"
+        f"{what} for a clip, from its {' and '.join(bundle['modalities'])}: learner `{bundle['learner']}`, "
+        f"fusion `{bundle['fusion']}`"
         + (f", audio features {', '.join(bundle['audio_sets'])}" if bundle.get("audio_sets") else "")
         + ". Use it with `mmer predict --bundle <this folder> FILES...`.",
         "",
         "## Training data",
         "",
-        f"{training['n_clips']} labelled clips of {training['source']} ({counts}); manifest sha256 "
-        f"`{training['manifest_sha256'][:16]}…`. Refitted on all of them after cross-validation; the inner "
-        "validation rows carved as in training chose the stopping point.",
+        f"{training['n_clips']} labelled clips of {training['source']}{f' ({counts})' if counts else ''}; "
+        f"manifest sha256 `{training['manifest_sha256'][:16]}…`. Refitted on all of them after cross-validation; "
+        "the inner validation rows carved as in training chose the stopping point.",
         "",
         "## Cross-validated performance",
         "",
     ]
-    if cv and ci:
+    if cv and ci and regression:
+        per_target = "; ".join(f"{t} {cv[f'ccc_{t}']['mean']:.3f}" for t in bundle["targets"])
+        lines += [
+            f"- mean CCC {cv['ccc_mean_pooled']:.3f} (95% bootstrap CI {ci[0]:.3f}–{ci[1]:.3f}), pooled out-of-fold "
+            f"predictions; per target over folds: {per_target}",
+            f"- quadrant accuracy {cv['quadrant_accuracy']['mean']:.3f}; RMSE {cv['rmse_mean']['mean']:.3f}",
+            "",
+            "These are the scores of the fold models on held-out clips of the same corpus; the bundled model, "
+            "trained on every clip, is expected to do about as well on clips like them, not on other material.",
+        ]
+    elif cv and ci:
         lines += [
             f"- macro-F1 {cv['f1_macro_pooled']:.3f} (95% bootstrap CI {ci[0]:.3f}–{ci[1]:.3f}), pooled out-of-fold "
             f"predictions, {cv['f1_macro']['mean']:.3f} ± {cv['f1_macro']['std']:.3f} over folds",

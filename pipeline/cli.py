@@ -178,18 +178,24 @@ def _predict(args: argparse.Namespace) -> int:
     if args.window:
         _predict_windows(args, table)
     failed = int(table["error"].notna().sum())
-    counts = table["predicted"].value_counts().sort_index()
-    print(
-        f"mmer predict: {len(table)} clips -> {args.out}; predicted " + ", ".join(f"{k} {v}" for k, v in counts.items())
-    )
+    if "predicted" in table:
+        counts = table["predicted"].value_counts().sort_index()
+        predicted = ", ".join(f"{k} {v}" for k, v in counts.items())
+    else:  # a regression bundle: the mean of each predicted target
+        predicted = ", ".join(
+            f"mean {c.removeprefix('pred_')} {table[c].mean():.3f}" for c in table if c[:5] == "pred_"
+        )
+    print(f"mmer predict: {len(table)} clips -> {args.out}; predicted {predicted}")
     path = Path(args.out).with_suffix(".metrics.json")
     path.unlink(missing_ok=True)  # no stale metrics of an earlier, labelled run beside these predictions
     if metrics is not None:
         write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", path)
-        low, high = metrics["f1_macro_ci95"]
+        score, name = ("ccc_mean", "mean CCC") if "ccc_mean" in metrics else ("f1_macro", "macro-F1")
+        low, high = metrics[f"{score}_ci95"]
+        extra = "" if score == "ccc_mean" else f", accuracy {metrics['accuracy']:.3f}"
         print(
-            f"mmer predict: labelled: macro-F1 {metrics['f1_macro_pooled']:.3f} (95% CI {low:.3f}-{high:.3f}), "
-            f"accuracy {metrics['accuracy']:.3f} on {metrics['n_clips']} clips -> {path}"
+            f"mmer predict: labelled: {name} {metrics[f'{score}_pooled']:.3f} (95% CI {low:.3f}-{high:.3f}){extra} "
+            f"on {metrics['n_clips']} clips -> {path}"
         )
     if failed:
         first = table.loc[table["error"].notna()].iloc[0]

@@ -26,8 +26,11 @@ MANIFEST_SUFFIXES = (".csv", ".parquet")
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".jsonl")
 
 
-def collect_inputs(inputs: list[str | Path], columns: dict[str, str] | None = None) -> pd.DataFrame:
-    """One row per clip: ``clip_id, audio_path, text, label`` (label None unless a manifest gives it).
+def collect_inputs(
+    inputs: list[str | Path], columns: dict[str, str] | None = None, keep: list[str] = ()
+) -> pd.DataFrame:
+    """One row per clip: ``clip_id, audio_path, text, label`` (label None unless a manifest gives it), plus the
+    manifest columns named in ``keep`` (a regression bundle's targets; None where absent).
 
     An audio file's text is a sidecar ``<name>.txt`` or ``<name>.lrc`` beside it; a folder
     is searched recursively for audio files (clip_id: the path inside the folder, without
@@ -42,12 +45,16 @@ def collect_inputs(inputs: list[str | Path], columns: dict[str, str] | None = No
                 raise FileNotFoundError(f"{item}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
             frames.append(_audio_rows(files, item))
         elif item.suffix.lower() in MANIFEST_SUFFIXES:
-            frames.append(_manifest_rows(item, columns or {}))
+            frames.append(_manifest_rows(item, columns or {}, list(keep)))
         elif item.exists() or item.suffix.lower() in AUDIO_EXTENSIONS:
             frames.append(_audio_rows([item], item.parent))  # a missing or unreadable file becomes an error row
         else:
             raise FileNotFoundError(f"{item}: not found (give audio files, folders or a .csv/.parquet manifest)")
-    table = pd.concat(frames, ignore_index=True).astype(object)
+    table = (
+        pd.concat(frames, ignore_index=True)
+        .reindex(columns=["clip_id", "audio_path", "text", "label", *keep])
+        .astype(object)
+    )
     table = table.where(table.notna() & (table != ""), None)  # one spelling of "none": None
     table["audio_path"] = [  # absolute: the features are extracted in a scratch folder
         os.path.abspath(p) if p is not None and not is_url(p) else p for p in table["audio_path"]
@@ -73,7 +80,7 @@ def _audio_rows(files: list[Path], root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _manifest_rows(path: Path, columns: dict[str, str]) -> pd.DataFrame:
+def _manifest_rows(path: Path, columns: dict[str, str], keep: list[str] = ()) -> pd.DataFrame:
     """A manifest's clips through the manifest adapter; without a label column, labels are None."""
     from pipeline.datasets.manifest import read_manifest_file
 
@@ -92,7 +99,7 @@ def _manifest_rows(path: Path, columns: dict[str, str]) -> pd.DataFrame:
             copy = Path(tmp) / "manifest.parquet"
             raw.assign(**{label: ""}).to_parquet(copy)
             table = read_manifest_file(copy, columns).assign(label=None)
-    table = table.reindex(columns=["clip_id", "audio_path", "text", "label"])
+    table = table.reindex(columns=["clip_id", "audio_path", "text", "label", *keep])
     return table.replace({"label": {"": None}, "text": {"": None}})
 
 
@@ -252,15 +259,20 @@ def predict(
     """Predictions for every input clip (error rows included), and metrics when every usable clip has a label."""
     bundle_dir = Path(bundle_dir)
     bundle = read_bundle(bundle_dir)
-    clips = collect_inputs(inputs, columns)
-    table, proba = predict_clips(bundle_dir, bundle, clips, jobs, dask_address, cache_dir)
-    return table, labelled_metrics(clips, proba, table["error"].isna().to_numpy(), bundle["classes"])
+    targets = bundle.get("targets", []) if bundle.get("task") == "regression" else []
+    clips = collect_inputs(inputs, columns, keep=targets)
+    table, predicted = predict_clips(bundle_dir, bundle, clips, jobs, dask_address, cache_dir)
+    usable = table["error"].isna().to_numpy()
+    if targets:
+        return table, regression_metrics_of(clips, predicted, usable, targets, bundle.get("target_center", 0.0))
+    return table, labelled_metrics(clips, predicted, usable, bundle["classes"])
 
 
 def predict_clips(
     bundle_dir: Path, bundle: dict, clips: pd.DataFrame, jobs: int, dask_address: str | None, cache_dir
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The predictions table of ``clips`` (collected inputs) and their probabilities (NaN rows where they failed)."""
+    """The predictions table of ``clips`` (collected inputs) and their probabilities (NaN rows where they failed);
+    a regression bundle's table has ``pred_<target>`` columns and the values come back instead."""
     from pipeline.evaluation import predict_all_classes
     from pipeline.models import load_learner
 
@@ -272,21 +284,24 @@ def predict_clips(
         usable = ~clips["clip_id"].isin(errors).to_numpy()
         blocks = model_inputs(bundle, params, clips, usable) if usable.any() else {}
     classes = bundle["classes"]
-    proba = np.full((len(clips), len(classes)), np.nan)
-    if usable.any():
-        proba[usable] = predict_all_classes(load_learner(bundle_dir / "model"), blocks, len(classes))
     has_text = np.zeros(len(clips), dtype=bool)
     if "text_present" in blocks:
         has_text[usable] = blocks["text_present"]
-    table = pd.DataFrame(
-        {
-            "clip_id": clips["clip_id"],
-            "path": clips["audio_path"],
-            "predicted": [classes[k] if ok else None for k, ok in zip(np.nan_to_num(proba).argmax(axis=1), usable)],
-        }
-    )
-    for k, label in enumerate(classes):
-        table[f"proba_{label}"] = proba[:, k]
+    table = pd.DataFrame({"clip_id": clips["clip_id"], "path": clips["audio_path"]})
+    if bundle.get("task") == "regression":
+        proba = np.full((len(clips), len(bundle["targets"])), np.nan)  # here: the predicted values
+        if usable.any():
+            proba[usable] = load_learner(bundle_dir / "model").predict(blocks)
+        for k, target in enumerate(bundle["targets"]):
+            table[f"pred_{target}"] = proba[:, k]
+    else:
+        proba = np.full((len(clips), len(classes)), np.nan)
+        if usable.any():
+            proba[usable] = predict_all_classes(load_learner(bundle_dir / "model"), blocks, len(classes))
+        best = np.nan_to_num(proba).argmax(axis=1)
+        table["predicted"] = [classes[k] if ok else None for k, ok in zip(best, usable)]
+        for k, label in enumerate(classes):
+            table[f"proba_{label}"] = proba[:, k]
     table["has_text"] = has_text
     table["modalities_used"] = [
         None if not ok else "+".join(m for m in bundle["modalities"] if m != "text" or text)
@@ -359,7 +374,7 @@ def predict_windows(
             bundle_dir, bundle, windows[["clip_id", "audio_path", "text", "label"]], jobs, dask_address, None
         )
     out = windows[["song", "start_s", "end_s"]].rename(columns={"song": "clip_id"})
-    probabilities = [c for c in predicted.columns if c.startswith("proba_")]
+    probabilities = [c for c in predicted.columns if c.startswith(("proba_", "pred_"))]
     out = pd.concat([out, predicted[probabilities + ["error"]]], axis=1)
     return pd.concat([out, failed], ignore_index=True) if len(failed) else out
 
@@ -372,11 +387,13 @@ def windows_svg(windows: pd.DataFrame, title: str) -> str:
 
     fig, ax = plt.subplots(figsize=(6.0, 2.6))
     centres = (windows["start_s"] + windows["end_s"]) / 2
-    for column in [c for c in windows.columns if c.startswith("proba_")]:
-        ax.plot(centres, windows[column], marker="o", markersize=3, label=column.removeprefix("proba_"))
-    ax.set_ylim(0, 1)
+    regression = any(c.startswith("pred_") for c in windows.columns)
+    for column in [c for c in windows.columns if c.startswith(("proba_", "pred_"))]:
+        ax.plot(centres, windows[column], marker="o", markersize=3, label=column.split("_", 1)[1])
+    if not regression:
+        ax.set_ylim(0, 1)
     ax.set_xlabel("time (s), window centres")
-    ax.set_ylabel("probability")
+    ax.set_ylabel("predicted value" if regression else "probability")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, ncol=4)
     return svg(fig)
@@ -398,6 +415,24 @@ def labelled_metrics(clips: pd.DataFrame, proba: np.ndarray, usable: np.ndarray,
         **scores,
         "f1_macro_pooled": pooled_f1(y, proba[usable]),
         "f1_macro_ci95": bootstrap_f1_ci(y, proba[usable], n_boot=1000, seed=0),
+        "n_clips": int(usable.sum()),
+    }
+
+
+def regression_metrics_of(
+    clips: pd.DataFrame, predicted: np.ndarray, usable: np.ndarray, targets: list[str], center: float
+) -> dict | None:
+    """CCC and friends (with the 95% bootstrap CI of the mean CCC) of the usable clips, when all of them
+    have every target as a number; None otherwise."""
+    values = clips[targets].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)[usable]
+    if not usable.any() or not np.isfinite(values).all():
+        return None
+    from pipeline.evaluation import Regression, bootstrap_ccc_ci, pooled_ccc
+
+    return {
+        **Regression(tuple(targets), center).scores(values, predicted[usable]),
+        "ccc_mean_pooled": pooled_ccc(values, predicted[usable]),
+        "ccc_mean_ci95": bootstrap_ccc_ci(values, predicted[usable], n_boot=1000, seed=0),
         "n_clips": int(usable.sum()),
     }
 

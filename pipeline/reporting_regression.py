@@ -41,7 +41,9 @@ def leaderboard_metrics(targets: list[str]) -> list[str]:
 def collect_metrics(
     runs: dict[tuple[str, str], dict], seed: int = 0, groups: np.ndarray | None = None, n_boot: int = 1000
 ) -> dict[str, dict[str, dict]]:
-    """``{model: {fusion: {metric: {mean, std}, ccc_mean_pooled, ccc_mean_ci95, ...vs_best_unimodal}}}``."""
+    """``{model: {fusion: {metric: {mean, std}, ccc_mean_pooled, ccc_mean_ci95, ccc_<target>_pooled,
+    ccc_<target>_ci95, ...vs_best_unimodal}}}``: pooled out-of-fold CCC (mean over targets and per target)
+    with 95% bootstrap intervals, and the paired test of each fused variant (on the mean)."""
     check_comparable(runs)
     targets = targets_of(runs)
     arrays = {key: oof_values(run["oof"], targets) for key, run in runs.items()}
@@ -53,6 +55,10 @@ def collect_metrics(
         entry["audio_sets"] = run["metrics"].get("audio_sets", [])
         entry["ccc_mean_pooled"] = pooled[(model, fusion)]
         entry["ccc_mean_ci95"] = bootstrap_ccc_ci(y, predicted, n_boot, seed, groups)
+        for k, target in enumerate(targets):  # the same resamples, one target at a time
+            one = (y[:, [k]], predicted[..., [k]])
+            entry[f"ccc_{target}_pooled"] = pooled_ccc(*one)
+            entry[f"ccc_{target}_ci95"] = bootstrap_ccc_ci(*one, n_boot, seed, groups)
         entry["best_unimodal"] = entry["ccc_delta_vs_best_unimodal"] = entry["p_value_vs_best_unimodal"] = None
         references = [key for key in unimodal_references(model) if key in runs]
         if fusion not in MODALITIES and (model, fusion) != CHANCE and references:
@@ -80,6 +86,10 @@ def leaderboard(
                 row[f"{metric}_mean"], row[f"{metric}_std"] = summary[metric]["mean"], summary[metric]["std"]
             row["ccc_mean_pooled"] = summary.get("ccc_mean_pooled")
             row["ccc_ci95_low"], row["ccc_ci95_high"] = summary.get("ccc_mean_ci95") or [None, None]
+            for target in targets:
+                row[f"ccc_{target}_pooled"] = summary.get(f"ccc_{target}_pooled")
+                low_high = summary.get(f"ccc_{target}_ci95") or [None, None]
+                row[f"ccc_{target}_ci95_low"], row[f"ccc_{target}_ci95_high"] = low_high
             row["best_unimodal"] = summary.get("best_unimodal")
             row["ccc_delta_vs_best_unimodal"] = summary.get("ccc_delta_vs_best_unimodal")
             row["p_value_vs_best_unimodal"] = summary.get("p_value_vs_best_unimodal")

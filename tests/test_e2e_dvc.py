@@ -252,4 +252,6 @@ def test_text_only_corpus_through_dvc_repro_as_regression(repros):
     assert metrics["dummy"]["none"]["ccc_mean"]["mean"] == 0.0
     assert board.startswith("# Leaderboard (regression)") and "targets valence" in board
     assert "no audio in this corpus: 34 variants that need it were skipped" in board
-    assert "task is 'regression'" in (repro.folder / "models" / "bundles" / "NO_BUNDLE.txt").read_text()
+    best = json.loads((repro.folder / "reports" / "summary.json").read_text())["best"]["variant"]
+    card = (repro.folder / "models" / "bundles" / best / "MODEL_CARD.md").read_text()
+    assert "Predicts valence (continuous values)" in card

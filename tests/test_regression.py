@@ -170,5 +170,20 @@ def test_the_train_and_report_stages_run_regression_on_the_demo_targets(project)
     assert (project / "reports" / "index.html").read_text().count("<svg") >= 4  # bars, 2+ scatters, the plane
     pairs = pd.read_csv(project / "reports" / "plots" / "scatter.csv")
     assert list(pairs.columns) == ["target", "true", "predicted"] and len(pairs) == 80
-    bundle.run(params)
-    assert "task is 'regression'" in (project / "models" / "bundles" / "NO_BUNDLE.txt").read_text()
+
+    from pipeline.predict import predict
+
+    bundle.run(params)  # the best variant, refitted on all 40 clips
+    best = summary["best"]["variant"]
+    card = (project / "models" / "bundles" / best / "MODEL_CARD.md").read_text()
+    assert "Predicts arousal, valence (continuous values)" in card and "mean CCC" in card
+    table, scores = predict(project / "models" / "bundles" / best, [project / "data" / "demo" / "manifest.csv"])
+    assert {"pred_arousal", "pred_valence"} <= set(table.columns) and "predicted" not in table
+    assert table["error"].isna().all() and np.isfinite(table[["pred_arousal", "pred_valence"]].to_numpy()).all()
+    assert scores["n_clips"] == 40 and scores["ccc_mean"] > 0.5  # its own training clips: a sanity floor
+    assert scores["ccc_mean_ci95"][0] <= scores["ccc_mean_pooled"] <= scores["ccc_mean_ci95"][1]
+    without_targets = project / "data" / "demo" / "no_targets.csv"
+    pd.read_csv(project / "data" / "demo" / "manifest.csv").drop(columns=["arousal"]).to_csv(without_targets)
+    unlabelled, none = predict(project / "models" / "bundles" / best, [without_targets])
+    assert none is None  # a target missing: predictions, nothing to score
+    pd.testing.assert_frame_equal(unlabelled[["pred_arousal", "pred_valence"]], table[["pred_arousal", "pred_valence"]])

@@ -43,8 +43,6 @@ def run(params: Params) -> None:
     why_none = "bundle.variants is empty" if not params.bundle.variants else None
     if params.train.normalize == "group":
         why_none = "train.normalize is 'group': a bundle would need each new clip's group statistics"
-    if params.task == "regression":
-        why_none = "task is 'regression': bundles and `mmer predict` serve classifiers so far"
     names = [] if why_none else [best_variant() if name == "best" else name for name in params.bundle.variants]
     names = list(dict.fromkeys(names))
     BUNDLES.mkdir(parents=True, exist_ok=True)
@@ -93,9 +91,19 @@ def write_bundle(params: Params, name: str) -> Path:
     if absent:
         raise ValueError(f"bundle {name}: no clip has {', '.join(absent)}")
     blocks = {k: v for k, v in data.blocks.items() if k.removesuffix("_present") in wanted}
-    classes = params.dataset.labels or read_metadata(MANIFEST)["classes"]
-    y = np.array([classes.index(label) for label in data.rows["label"]])
-    learner, tuned = fit_on_all(params, variant, blocks, y, train_stage.grouping(data.rows), len(classes))
+    groups = train_stage.grouping(data.rows)
+    if params.task == "regression":
+        from pipeline.datasets.manifest import target_values
+        from pipeline.evaluation import quadrant_codes
+
+        classes, y = [], target_values(data.rows, params.dataset.targets)
+        learner, tuned = fit_on_all(
+            params, variant, blocks, y, groups, 0, strata=quadrant_codes(y - params.dataset.target_center)
+        )
+    else:
+        classes = params.dataset.labels or read_metadata(MANIFEST)["classes"]
+        y = np.array([classes.index(label) for label in data.rows["label"]])
+        learner, tuned = fit_on_all(params, variant, blocks, y, groups, len(classes))
     final = BUNDLES / name
     BUNDLES.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=BUNDLES))
@@ -115,12 +123,13 @@ def write_bundle(params: Params, name: str) -> Path:
 
 
 def fit_on_all(
-    params: Params, variant, blocks: dict[str, np.ndarray], y: np.ndarray, groups, n_classes: int
+    params: Params, variant, blocks: dict[str, np.ndarray], y: np.ndarray, groups, n_classes: int, strata=None
 ) -> tuple[object, dict | None]:
-    """The variant's learner fitted on all clips, validation carved as in cross-validation; and the tuned values."""
+    """The variant's learner fitted on all clips, validation carved as in cross-validation (stratified on
+    ``strata``, default ``y``); and the tuned values."""
     from pipeline.evaluation import Split, carve_validation
 
-    fit, val = carve_validation(y, groups, params.eval.val_fraction, params.seed)
+    fit, val = carve_validation(y if strata is None else strata, groups, params.eval.val_fraction, params.seed)
     build = train_stage.learner_factory(params, variant)
     chosen = {}
     tuner = train_stage.make_tuner(params, variant, build, groups, n_classes, 1)
@@ -169,7 +178,10 @@ def describe(params: Params, variant, data, wanted: tuple[str, ...], classes: li
         "fusion": variant.fusion,
         "audio_sets": [] if "audio" not in wanted else ["melspec"] if variant.model == "cnn" else variant.audio_sets,
         "modalities": list(wanted),
+        "task": params.task,
         "classes": classes,
+        "targets": list(params.dataset.targets) if params.task == "regression" else [],
+        "target_center": params.dataset.target_center,
         "audio_columns": data.audio_names if "audio" in wanted and variant.model != "cnn" else [],
         "features": features,
         "train": as_dict(params.train),

@@ -130,15 +130,25 @@ def run_regression(runs: dict, params, groups, params_path: Path) -> None:
             "95% bootstrap CI.</figcaption></figure>",
         ),
         (
-            "4. Predicted against true (first repeat)",
+            "4. CCC per target",
+            '<div class="figs">' + "".join(f"<figure>{target_bars(table, t)}</figure>" for t in targets) + "</div>",
+        ),
+        (
+            "5. Predicted against true (first repeat)",
             '<p class="note">The best variant and the unimodal variants it is compared with.</p>'
             f'<div class="figs">{figures}</div>',
         ),
-        ("5. The target plane of the best variant", f"<figure>{plane}</figure>" if plane else "<p>One target.</p>"),
-        ("6. Run metadata", metadata_section(params_path)),
+        ("6. The target plane of the best variant", f"<figure>{plane}</figure>" if plane else "<p>One target.</p>"),
+        ("7. Run metadata", metadata_section(params_path)),
     ]
     write_text(rh.page("mmer report (regression)", sections), REPORTS / "index.html")
     print_console(rows.head(8), summary, regression=True)
+
+
+def target_bars(table: pd.DataFrame, target: str) -> str:
+    """Pooled out-of-fold CCC of one target per fusion and learner, with its 95% bootstrap CI."""
+    columns = (f"ccc_{target}_pooled", f"ccc_{target}_ci95_low", f"ccc_{target}_ci95_high")
+    return rh.score_bars(table, columns, f"CCC {target}")
 
 
 def write_regression_plots(oof: pd.DataFrame, targets: list[str], center: float, folder: Path) -> None:
