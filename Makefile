@@ -27,10 +27,11 @@ test: $(STAMP)
 	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/python -m pytest
 
-# The inner loop: everything but end-to-end dvc runs, Dask clusters, the browser and the ../shared corpus.
+# The inner loop: everything but end-to-end dvc runs, Dask clusters, the browser and the ../shared corpus,
+# on one pytest worker per core (the full suite stays one process: its dvc runs overlap the other tests).
 test-fast: $(STAMP)
 	$(BIN)/ruff check pipeline tests bench
-	$(BIN)/python -m pytest -m '$(FAST)'
+	$(BIN)/python -m pytest -m '$(FAST)' -n auto
 
 # Re-resolve the newest versions pyproject.toml allows, in a throw-away venv, into requirements.lock.
 lock:
