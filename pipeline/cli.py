@@ -224,7 +224,9 @@ def _predict_windows(args: argparse.Namespace, table) -> None:
         pq.write_table(pa.Table.from_pandas(windows, preserve_index=False).replace_schema_metadata(note), tmp)
     print(f"mmer predict: {len(windows)} windows of {args.window:g} s -> {path} (each with its song's whole text)")
     if args.plots:
-        for song, rows in windows.dropna(subset=[c for c in windows if c.startswith("proba_")]).groupby("clip_id"):
+        for song, rows in windows.dropna(subset=[c for c in windows if c.startswith(("proba_", "pred_"))]).groupby(
+            "clip_id"
+        ):
             name = song.replace("/", "__")
             write_text(windows_svg(rows, song), Path(args.plots) / f"{name}.svg")
 

@@ -104,12 +104,13 @@ def check_comparable(runs: dict[tuple[str, str], dict], models_dir: str | Path =
     reference = None
     for (model, fusion), run in sorted(runs.items()):
         oof = run["oof"].sort_values(["repeat", "clip_id"])
-        key = (tuple(run["metrics"]["classes"]), tuple(oof["repeat"]), tuple(oof["clip_id"]))
+        classes_or_targets = (*run["metrics"]["classes"], *run["metrics"].get("targets", []))
+        key = (classes_or_targets, tuple(oof["repeat"]), tuple(oof["clip_id"]))
         if reference is None:
             reference, first = key, f"{model}-{fusion}"
         elif key != reference:
             raise ValueError(
-                f"{models_dir}/{model}-{fusion} was scored on other clips, repeats or classes than "
+                f"{models_dir}/{model}-{fusion} was scored on other clips, repeats, classes or targets than "
                 f"{models_dir}/{first}; rerun its train stage (`dvc repro`) or delete the stale folder"
             )
     return np.unique(reference[2])

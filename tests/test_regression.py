@@ -38,6 +38,18 @@ def test_ccc_pearson_rmse_mae_r2_match_hand_computed_values():
     assert list(quadrant_codes(np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]]))) == [0, 1, 2, 3]
 
 
+def test_the_target_center_decides_the_quadrants():
+    from pipeline.evaluation import Regression
+
+    true = np.array([[0.9, 0.8], [0.2, 0.7], [0.1, 0.1], [0.8, 0.3]])  # a [0, 1] scale: quadrants about 0.5
+    predicted = np.array([[0.7, 0.6], [0.4, 0.9], [0.3, 0.2], [0.6, 0.45]])
+    assert Regression(("a", "v"), 0.5).scores(true, predicted)["quadrant_accuracy"] == 1.0
+    assert Regression(("a", "v"), 0.0).scores(true, predicted)["quadrant_accuracy"] == 1.0  # all positive about 0
+    shifted = Regression(("a", "v"), 0.35).scores(true, predicted)  # row 1 (0.2 vs 0.4) and row 3 (0.3 vs 0.45)
+    assert shifted["quadrant_accuracy"] == 0.5
+    assert shifted["ccc_a"] == pytest.approx(Regression(("a", "v"), 0.5).scores(true, predicted)["ccc_a"])  # no effect
+
+
 def test_paired_bootstrap_separates_a_better_variant_and_not_an_equal_one():
     rng = np.random.default_rng(0)
     y = rng.normal(size=(120, 2))

@@ -187,7 +187,7 @@ def test_runs_on_different_clips_are_refused(reported_project, tmp_path, monkeyp
     oof_path = project / "models" / "logreg-audio" / "oof.parquet"
     oof = pd.read_parquet(oof_path)
     oof.iloc[:-1].to_parquet(oof_path)  # a stale variant scored on one clip fewer
-    with pytest.raises(ValueError, match="logreg-audio was scored on other clips, repeats or classes"):
+    with pytest.raises(ValueError, match="logreg-audio was scored on other clips, repeats, classes or targets"):
         report.run()
 
 
