@@ -457,6 +457,12 @@ def paired_bootstrap_pvalue(
     truth, pred_a = _resampled_labels(y_true, proba_a.argmax(axis=-1), index)
     _, pred_b = _resampled_labels(y_true, proba_b.argmax(axis=-1), index)
     diff = macro_f1_from_labels(truth, pred_a, n_classes) - macro_f1_from_labels(truth, pred_b, n_classes)
+    return two_sided_pvalue(diff, n_boot)
+
+
+def two_sided_pvalue(diff: np.ndarray, n_boot: int) -> float:
+    """The paired-bootstrap p-value of resampled differences ``diff``: 1.0 when all are zero, else
+    ``2 (smaller tail + 1) / (B + 1)``, at most 1."""
     if np.all(diff == 0):
         return 1.0
     tail = min(np.sum(diff <= 0), np.sum(diff >= 0))
@@ -503,8 +509,4 @@ def paired_bootstrap_ccc_pvalue(
     index = bootstrap_indices(len(y_true), groups, n_boot, seed)
     truth, pred_a = _resampled_values(y_true, predicted_a, index)
     _, pred_b = _resampled_values(y_true, predicted_b, index)
-    diff = _mean_ccc(truth, pred_a) - _mean_ccc(truth, pred_b)
-    if np.all(diff == 0):
-        return 1.0
-    tail = min(np.sum(diff <= 0), np.sum(diff >= 0))
-    return float(min(1.0, 2 * (tail + 1) / (n_boot + 1)))
+    return two_sided_pvalue(_mean_ccc(truth, pred_a) - _mean_ccc(truth, pred_b), n_boot)

@@ -92,20 +92,7 @@ def _make(
     standardize = params.normalize != "none"
     if name == "lgbm":
         p = params.lgbm
-        settings = dict(
-            n_estimators=p.n_estimators,
-            learning_rate=p.learning_rate,
-            num_leaves=p.num_leaves,
-            min_child_samples=p.min_child_samples,
-            subsample=p.subsample,
-            subsample_freq=1,
-            colsample_bytree=p.colsample_bytree,
-            n_jobs=params.n_threads,
-            random_state=seed,
-            deterministic=True,
-            force_row_wise=True,
-            verbose=-1,
-        )
+        settings = lgbm_settings(params, seed)
         if p.distributed and dask is not None:
             from pipeline.models.dask_lgbm import DaskLGBMClassifier
 
@@ -157,6 +144,25 @@ def _make(
     raise ValueError(f"unknown learner {name!r}; choose one of {LEARNERS}")
 
 
+def lgbm_settings(params: TrainParams, seed: int) -> dict:
+    """LightGBM's constructor arguments from ``train.lgbm`` (classifier and regressor alike), fixed threads and seed."""
+    p = params.lgbm
+    return dict(
+        n_estimators=p.n_estimators,
+        learning_rate=p.learning_rate,
+        num_leaves=p.num_leaves,
+        min_child_samples=p.min_child_samples,
+        subsample=p.subsample,
+        subsample_freq=1,
+        colsample_bytree=p.colsample_bytree,
+        n_jobs=params.n_threads,
+        random_state=seed,
+        deterministic=True,
+        force_row_wise=True,
+        verbose=-1,
+    )
+
+
 def _make_regressor(name: str, fusion: str, params: TrainParams, seed: int, val_fraction: float) -> Learner:
     """The regressor of learner family ``name`` (see :func:`make_learner`)."""
     from pipeline.models.regression import ClassicalFusionRegressor, MeanRegressor
@@ -172,23 +178,12 @@ def _make_regressor(name: str, fusion: str, params: TrainParams, seed: int, val_
     if name == "lgbm":
         from lightgbm import LGBMRegressor
 
-        p = params.lgbm
-        estimator = LGBMRegressor(
-            n_estimators=p.n_estimators,
-            learning_rate=p.learning_rate,
-            num_leaves=p.num_leaves,
-            min_child_samples=p.min_child_samples,
-            subsample=p.subsample,
-            subsample_freq=1,
-            colsample_bytree=p.colsample_bytree,
-            n_jobs=params.n_threads,
-            random_state=seed,
-            deterministic=True,
-            force_row_wise=True,
-            verbose=-1,
-        )
         return ClassicalFusionRegressor(
-            estimator, fusion, early_stopping_rounds=p.early_stopping_rounds, val_fraction=val_fraction, **projection
+            LGBMRegressor(**lgbm_settings(params, seed)),
+            fusion,
+            early_stopping_rounds=params.lgbm.early_stopping_rounds,
+            val_fraction=val_fraction,
+            **projection,
         )
     if name in TORCH_LEARNERS:
         learner = _make(name, fusion, params, seed, val_fraction, None)
