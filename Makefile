@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audio_extract.py --json bench/results/audio_extract.json
 	$(BIN)/python bench/text_embed.py --json bench/results/text_embed.json
 	$(BIN)/python bench/musicnn_embed.py --json bench/results/musicnn_embed.json
+	$(BIN)/python bench/encoder_embed.py --json bench/results/encoder_embed.json
 	$(BIN)/python bench/long_clip.py --json bench/results/long_clip.json
 	$(BIN)/python bench/manifest_scale.py --json bench/results/manifest_scale.json
 	$(BIN)/python bench/scaling.py --json bench/results/scaling.json

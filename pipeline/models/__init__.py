@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 LEARNERS = ("dummy", "logreg", "lgbm", "mlp", "multitask", "cnn")
 TORCH_LEARNERS = ("mlp", "multitask", "cnn")
+ZERO_SHOT = "zeroshot"  # CLAP prompts, no training: built from an encoder store (stages/train.py), not make_learner
 
 # learner.json "type" -> the class whose ``load`` reads that folder back
 SAVED_TYPES = {
@@ -35,6 +36,7 @@ SAVED_TYPES = {
     "classical_regressor": "pipeline.models.regression:ClassicalFusionRegressor",
     "mean": "pipeline.models.regression:MeanRegressor",
     "late_regressor": "pipeline.models.late:LateFusionRegressor",
+    "zeroshot": "pipeline.models.zeroshot:ZeroShotClassifier",
 }
 # saved with child learners, which their ``load(folder, load_child)`` reads
 WRAPPER_TYPES = ("late", "tfidf", "late_regressor")

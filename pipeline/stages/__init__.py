@@ -17,3 +17,15 @@ MUSICNN_ERRORS = Path("features/musicnn_errors.parquet")
 TEXT_STORE = Path("features/text.parquet")
 MODELS = Path("models")
 REPORTS = Path("reports")
+ENCODER_MODELS = MODELS / "enc"  # train_encoders variants, and encoders.json (what each encoder resolved to)
+ENCODERS_INDEX = ENCODER_MODELS / "encoders.json"
+
+
+def encoder_store(name: str) -> Path:
+    """``features/enc_<name>.parquet``: the store of encoder ``name`` (params.yaml ``encoders``)."""
+    return Path(f"features/enc_{name}.parquet")
+
+
+def encoder_errors(name: str) -> Path:
+    """``features/enc_<name>_errors.parquet``: the clips encoder ``name`` could not embed."""
+    return Path(f"features/enc_{name}_errors.parquet")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.bundle import BUNDLES, FORMAT, library_set, model_card, model_files, store_features
+from pipeline.models import ZERO_SHOT
 from pipeline.params import Params, as_dict
 from pipeline.stages import (
     AUDIO_STORE,
@@ -43,7 +44,7 @@ def run(params: Params) -> None:
     why_none = "bundle.variants is empty" if not params.bundle.variants else None
     if params.train.normalize == "group":
         why_none = "train.normalize is 'group': a bundle would need each new clip's group statistics"
-    names = [] if why_none else [best_variant() if name == "best" else name for name in params.bundle.variants]
+    names = [] if why_none else [best_variant(params) if name == "best" else name for name in params.bundle.variants]
     names = list(dict.fromkeys(names))
     BUNDLES.mkdir(parents=True, exist_ok=True)
     (BUNDLES / NOTE).unlink(missing_ok=True)
@@ -57,12 +58,25 @@ def run(params: Params) -> None:
         print(f"bundle {name}: refitted on all labelled clips -> {folder}")
 
 
-def best_variant() -> str:
-    """Rank 1 of the leaderboard (reports/summary.json ``best.variant``)."""
+def best_variant(params: Params) -> str:
+    """The best variant a bundle can serve: rank 1 of the leaderboard (reports/summary.json), passing over
+    variants of ``encoders`` stores (``mmer predict`` does not run transformers encoders yet)."""
     path = REPORTS / "summary.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found; bundle.variants 'best' needs the report (run `dvc repro report`)")
-    return json.loads(path.read_text())["best"]["variant"]
+    summary = json.loads(path.read_text())
+    best = summary["best"]["variant"]
+    ranked = [best, *(summary.get("f1_macro") or summary.get("ccc_mean") or {})]  # in leaderboard order
+    servable = next(name for name in ranked if not encoder_variant(name, params) or name == ranked[-1])
+    if servable != best:
+        print(f"bundle: best is {servable}, the leaderboard's best that bundles serve ({best} reads an encoder store)")
+    return servable
+
+
+def encoder_variant(name: str, params: Params) -> bool:
+    """Whether variant ``name`` reads an ``encoders`` store (``lgbm@mert-concat``, ``zeroshot@clap-audio``)."""
+    learner, _, sets = name.rpartition("-")[0].partition("@")
+    return learner == ZERO_SHOT or any(s.split(".")[0] in params.encoders for s in sets.split("+") if s)
 
 
 def parse_variant(name: str) -> tuple[str, str, list[str] | None]:
@@ -76,6 +90,11 @@ def parse_variant(name: str) -> tuple[str, str, list[str] | None]:
 
 def write_bundle(params: Params, name: str) -> Path:
     """Refit variant ``name`` on all clips and write its bundle folder atomically; returns the folder."""
+    if encoder_variant(name, params):
+        raise ValueError(
+            f"bundle {name}: variants of encoder stores cannot be bundled yet (`mmer predict` does not run "
+            "transformers encoders); name another variant in bundle.variants"
+        )
     model, fusion, audio_sets = parse_variant(name)
     variant = train_stage.resolve_variant(params, model, fusion, audio_sets)
     if variant.skipped:

@@ -39,7 +39,9 @@ def run(params: Params) -> None:
     if not any(cleaned):  # an audio-only corpus: nothing to embed, no model to load
         write_without_text(params, manifest["clip_id"], config)
         return
-    model_id, encoder = load_encoder(config.model, config.device, config.dtype)
+    model_id, encoder = load_encoder(
+        config.model, config.device, config.dtype, config.encoder_kind, config.token_pooling
+    )
     embedder = ChunkEmbedder(encoder)
     dim = encoder.get_embedding_dimension()
     settings = {
@@ -49,6 +51,11 @@ def run(params: Params) -> None:
         "overlap": config.overlap,
         "pooling": config.pooling,
         "dtype": config.dtype,
+        **(
+            {"encoder_kind": "transformers", "token_pooling": config.token_pooling}
+            if config.encoder_kind == "transformers"
+            else {}
+        ),
     }
     cache = make_cache(params, "text", settings, [text_module, sys.modules[__name__]], LIBRARIES)
 

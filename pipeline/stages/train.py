@@ -19,9 +19,19 @@ import pyarrow as pa
 
 from pipeline.features.text import clean_text
 from pipeline.fusion import FUSIONS, MODALITIES, modalities_for
-from pipeline.models import TORCH_LEARNERS, make_learner
-from pipeline.params import Params, as_dict, check_audio_sets
-from pipeline.stages import AUDIO_STORE, ESSENTIA_STORE, MANIFEST, MELSPEC_STORE, MODELS, MUSICNN_STORE, TEXT_STORE
+from pipeline.models import TORCH_LEARNERS, ZERO_SHOT, make_learner
+from pipeline.params import Params, as_dict, check_audio_sets, parse_encoder_set
+from pipeline.stages import (
+    AUDIO_STORE,
+    ENCODER_MODELS,
+    ESSENTIA_STORE,
+    MANIFEST,
+    MELSPEC_STORE,
+    MODELS,
+    MUSICNN_STORE,
+    TEXT_STORE,
+    encoder_store,
+)
 from pipeline.store import (
     oof_schema,
     read_matrix,
@@ -107,24 +117,60 @@ def param_keys(model: str, audio_sets: list[str] | None = None) -> list[str]:
     :data:`TRAIN_PARAM_KEYS`, the ``enabled`` switch of each ``--audio-sets`` store and the
     learner's own sections ``train.<model>`` and ``tune.space.<model>`` (the dummy has none). ``musicnn.enabled`` also
     decides the clips of every variant (:func:`shared_audio_sets`), through the musicnn
-    store that it empties: a dependency of every train stage.
+    store that it empties: a dependency of every train stage. An encoder set ``enc:<name>`` adds
+    ``encoders.<name>`` (its ``train_layers``, its prompts).
     """
     switches = sorted({f"{AUDIO_SET_SWITCH[s]}.enabled" for s in audio_sets or [] if s in AUDIO_SET_SWITCH})
-    own = [] if model == "dummy" else [f"train.{model}", f"tune.space.{model}"]
-    return [*TRAIN_PARAM_KEYS, *switches, *own]
+    own = [] if model in ("dummy", ZERO_SHOT) else [f"train.{model}", f"tune.space.{model}"]
+    encoders = [f"encoders.{parse_encoder_set(s)[0]}" for s in audio_sets or [] if parse_encoder_set(s)]
+    return [*TRAIN_PARAM_KEYS, *switches, *own, *encoders]
 
 
 def load_audio_block(audio_sets: list[str]) -> pd.DataFrame:
     """The audio modality: the feature columns of each named audio set, joined on clip_id."""
     block = None
     for name in audio_sets:
-        store, prefix = AUDIO_SET_COLUMNS[name]
-        table = read_store(store).set_index("clip_id").select_dtypes("number")
-        if prefix is not None:
-            table = table[[c for c in table.columns if c.startswith(prefix)]]
+        if parse_encoder_set(name):
+            table = encoder_columns(*parse_encoder_set(name))
+        else:
+            store, prefix = AUDIO_SET_COLUMNS[name]
+            table = read_store(store).set_index("clip_id").select_dtypes("number")
+            if prefix is not None:
+                table = table[[c for c in table.columns if c.startswith(prefix)]]
         table = table.add_prefix(f"{name}:")
         block = table if block is None else block.join(table, how="inner")
     return block
+
+
+def encoder_columns(encoder: str, layers: str) -> pd.DataFrame:
+    """Columns of ``features/enc_<encoder>.parquet`` by clip_id: ``all`` stored layers, one layer ``L<k>``,
+    ``avg`` (each statistic averaged over the stored layers, columns ``avg_<stat>_<i>``) or ``emb`` (CLAP)."""
+    path = encoder_store(encoder)
+    table = read_store(path).set_index("clip_id").drop(columns=["n_windows"])
+    if layers == "emb":
+        columns = [c for c in table.columns if c.startswith("emb_")]
+        if not columns:
+            raise ValueError(f"{path}: no emb_ columns: only a CLAP encoder (kind clap) stores its joint embedding")
+        return table[columns]
+    hidden = table[[c for c in table.columns if c.startswith("L")]]
+    if layers == "all":
+        return hidden
+    if layers.startswith("L"):
+        columns = [c for c in hidden.columns if c.startswith(f"L{int(layers[1:]):02d}_")]
+        if not columns:
+            stored = sorted({c.split("_")[0] for c in hidden.columns})
+            raise ValueError(f"{path}: layer {layers} is not stored (stored: {stored}); add it to encoders layers")
+        return hidden[columns]
+    parts = hidden.columns.str.split("_", n=1)
+    per_layer = {}
+    for (layer, rest), column in zip(parts, hidden.columns):
+        per_layer.setdefault(layer, []).append((rest, column))
+    shapes = {tuple(rest for rest, _ in cols) for cols in per_layer.values()}
+    if len(shapes) != 1:
+        raise ValueError(f"{path}: avg needs layers of equal width; use L<k> or all for this encoder")
+    stacked = np.stack([hidden[[c for _, c in cols]].to_numpy(np.float64) for cols in per_layer.values()])
+    names = [f"avg_{rest}" for rest in shapes.pop()]
+    return pd.DataFrame(stacked.mean(axis=0).astype(np.float32), index=hidden.index, columns=names)
 
 
 def shared_audio_sets(params: Params) -> list[str]:
@@ -241,11 +287,12 @@ class Variant:
     name: str  # ``<model>``, or ``<model>@<set>+<set>`` with ``--audio-sets``
     audio_sets: list[str]  # the audio stores of its audio modality
     skipped: str | None = None  # why it cannot run here (a disabled store), if it cannot
+    folder: Path = MODELS  # models/, or models/enc/ for the variants of an encoder store
 
     @property
     def out_dir(self) -> Path:
-        """``models/<name>-<fusion>``."""
-        return MODELS / f"{self.name}-{self.fusion}"
+        """``models/<name>-<fusion>`` (``models/enc/<name>-<fusion>`` with an encoder store)."""
+        return self.folder / f"{self.name}-{self.fusion}"
 
 
 class Evaluation(NamedTuple):
@@ -271,6 +318,10 @@ def run(params: Params, model: str, fusion: str, audio_sets: list[str] | None = 
     if variant.skipped:
         write_skipped(variant.out_dir, variant.name, fusion, variant.skipped)
         return
+    missing = missing_encoder_clips(params, variant)
+    if missing:
+        write_skipped(variant.out_dir, variant.name, fusion, missing)
+        return
     data = load_variant_blocks(params, variant)
     wanted = wanted_modalities(variant, data.blocks)
     absent = [m for m in wanted if m not in data.blocks]
@@ -285,11 +336,15 @@ def run(params: Params, model: str, fusion: str, audio_sets: list[str] | None = 
 def resolve_variant(params: Params, model: str, fusion: str, audio_sets: list[str] | None = None) -> Variant:
     """Check a variant's learner, fusion and ``audio_sets`` (None: ``train.audio_sets``) and name it."""
     check_variant(model, fusion)
+    if model == ZERO_SHOT:
+        return zero_shot_variant(params, fusion, audio_sets)
     if audio_sets is None:
         return Variant(model, fusion, model, list(params.train.audio_sets))
     check_audio_sets(params, audio_sets, "--audio-sets", require_enabled=False)
     if model in ("dummy", "cnn"):
         raise ValueError(f"--audio-sets applies to the vector learners; {model} does not read audio stores")
+    if any(parse_encoder_set(s) for s in audio_sets):
+        return encoder_variant(params, model, fusion, audio_sets)
     name = f"{model}@{'+'.join(audio_sets)}"
     switches = {AUDIO_SET_SWITCH[s] for s in audio_sets if s in AUDIO_SET_SWITCH}
     disabled = sorted(switch for switch in switches if not getattr(params, switch).enabled)
@@ -303,6 +358,58 @@ def resolve_variant(params: Params, model: str, fusion: str, audio_sets: list[st
             f"{shared_audio_sets(params)}; add {outside} to train.audio_sets so that all variants share clips"
         )
     return Variant(model, fusion, name, list(audio_sets))
+
+
+def encoder_variant(params: Params, model: str, fusion: str, audio_sets: list[str]) -> Variant:
+    """A variant reading encoder stores: ``enc:<name>`` takes the encoder's ``train_layers``; it is named
+    ``<model>@<name>`` (``<model>@<name>.<layers>`` with explicit layers) and lives in models/enc/."""
+    sets, labels = [], []
+    for spec in audio_sets:
+        parsed = parse_encoder_set(spec)
+        if parsed is None:
+            sets.append(spec)
+            labels.append(spec)
+            continue
+        encoder, layers = parsed
+        sets.append(f"enc:{encoder}:{layers or params.encoders[encoder].train_layers}")
+        labels.append(f"{encoder}.{layers}" if layers else encoder)
+    return Variant(model, fusion, f"{model}@{'+'.join(labels)}", sets, folder=ENCODER_MODELS)
+
+
+def zero_shot_variant(params: Params, fusion: str, audio_sets: list[str] | None) -> Variant:
+    """``zeroshot@<name>-audio``: CLAP prompts scored against the encoder store's joint embeddings."""
+    encoders = [parse_encoder_set(s) for s in audio_sets or []]
+    if fusion != "audio" or len(encoders) != 1 or encoders[0] is None:
+        raise ValueError("the zero-shot learner runs as --fusion audio --audio-sets enc:<clap encoder>")
+    check_audio_sets(params, audio_sets, "--audio-sets", require_enabled=False)
+    name = encoders[0][0]
+    skipped = None
+    if params.task != "classification":
+        skipped = "zero-shot scores labels; task is regression"
+    elif not params.encoders[name].prompts:
+        skipped = f"encoders.{name} has no prompts (a CLAP encoder with prompts per label runs zero-shot)"
+    return Variant(ZERO_SHOT, fusion, f"{ZERO_SHOT}@{name}", [f"enc:{name}:emb"], skipped, ENCODER_MODELS)
+
+
+def missing_encoder_clips(params: Params, variant: Variant) -> str | None:
+    """Why an encoder variant cannot be compared with the others: clips they are scored on that its encoder
+    store lacks (the report compares every variant on the same clips). None when nothing is missing."""
+    for spec in variant.audio_sets:
+        if not parse_encoder_set(spec):
+            continue
+        store = encoder_store(parse_encoder_set(spec)[0])
+        encoded = set(read_store(store, columns=["clip_id"])["clip_id"])
+        shared = None
+        for path in sorted(shared_stores(params) | {MELSPEC_STORE}):
+            ids = set(read_store(path, columns=["clip_id"])["clip_id"])
+            shared = ids if shared is None else shared & ids
+        lost = sorted((shared or set()) - encoded)
+        if lost:
+            return (
+                f"{len(lost)} clips the other variants are scored on are not in {store} (e.g. {lost[0]}; see "
+                f"{store.name.replace('.parquet', '_errors.parquet')}), so it cannot be compared clip by clip"
+            )
+    return None
 
 
 def load_variant_blocks(params: Params, variant: Variant) -> Blocks:
@@ -354,14 +461,29 @@ def cross_validate_variant(
         fold=rows["fold"].to_numpy(dtype=object) if ev.scheme == "predefined" else None,
     )
     fitted: list = []
-    build = learner_factory(params, variant)
-    tuner = make_tuner(params, variant, build, grouping(rows), len(classes), len(splits))
-    prepare = group_normalizer(params, grouping(rows))
+    if variant.model == ZERO_SHOT:
+        build, tuner, prepare = zero_shot_factory(variant, classes), None, None
+    else:
+        build = learner_factory(params, variant)
+        tuner = make_tuner(params, variant, build, grouping(rows), len(classes), len(splits))
+        prepare = group_normalizer(params, grouping(rows))
     started = time.perf_counter()
     probabilities, per_fold = cross_validate(build, blocks, y, splits, task, fitted, tuner, prepare)
     train_seconds = time.perf_counter() - started
     tuning = None if tuner is None else tuning_record(params, tuner)
     return Evaluation(classes, y, splits, np.concatenate(probabilities), per_fold, fitted, train_seconds, tuning)
+
+
+def zero_shot_factory(variant: Variant, classes: list[str]):
+    """``build()``: the zero-shot learner with the encoder store's label prompt embeddings, in ``classes`` order."""
+    from pipeline.models.zeroshot import ZeroShotClassifier, label_matrix
+
+    encoder = parse_encoder_set(variant.audio_sets[0])[0]
+    meta = read_metadata(encoder_store(encoder))
+    if not meta.get("prompt_embeddings"):
+        raise ValueError(f"{encoder_store(encoder)}: no prompt embeddings; set encoders.{encoder}.prompts and rerun")
+    matrix = label_matrix(meta["prompt_embeddings"], classes, f"zeroshot@{encoder}")
+    return lambda **_: ZeroShotClassifier(matrix, meta["logit_scale"])
 
 
 def group_normalizer(params: Params, groups: np.ndarray | None):
