@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("audio-features", help="extract clip-level audio descriptors")
     sub.add_parser("essentia-features", help="extract music descriptors with essentia")
     sub.add_parser("musicnn-features", help="embed clips with the pretrained musicnn tagger (PyTorch port)")
-    sub.add_parser("text-features", help="embed clip texts")
+    texts = sub.add_parser("text-features", help="embed clip texts")
+    texts.add_argument("--name", default="default", help="a text_encoders entry (default: the text section's model)")
     sub.add_parser("encoders", help="check every params.yaml encoder is here -> models/enc/encoders.json")
     encoder = sub.add_parser("encoder-features", help="embed clips with one params.yaml encoder (transformers)")
     encoder.add_argument("--name", required=True, help="the encoder's key under encoders: in params.yaml")
@@ -39,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         metavar="SET",
         help="audio stores of this variant instead of train.audio_sets (written to models/<model>@<sets>-<fusion>)",
+    )
+    train.add_argument(
+        "--text-sets",
+        nargs="+",
+        metavar="SET",
+        help="text stores side by side: default and/or text_encoders names (-> models/enc/<model>@<sets>-<fusion>)",
     )
     sub.add_parser("report", help="aggregate metrics into reports/")
     sub.add_parser("bundle", help="refit bundle.variants on all labelled clips -> models/bundles/ (for predict)")
@@ -153,14 +160,14 @@ def _text_features(args: argparse.Namespace) -> None:
     params = _params(args)
     from pipeline.stages import text_features
 
-    text_features.run(params)
+    text_features.run(params, args.name)
 
 
 def _train(args: argparse.Namespace) -> None:
     params = _params(args)
     from pipeline.stages import train
 
-    train.run(params, args.model, args.fusion, args.audio_sets)
+    train.run(params, args.model, args.fusion, args.audio_sets, args.text_sets)
 
 
 def _bundle(args: argparse.Namespace) -> None:

@@ -22,7 +22,8 @@ from pipeline.features.audio import AudioFeatureConfig
 from pipeline.features.encoders import EncoderConfig
 from pipeline.features.music import MusicFeatureConfig
 from pipeline.features.musicnn import MusicnnConfig
-from pipeline.features.text import TextConfig
+from pipeline.features.text import Dtype, Pooling, TextConfig, TokenPooling
+from pipeline.features.text import EncoderKind as TextEncoderKind
 
 
 class ParamsError(ValueError):
@@ -165,6 +166,24 @@ class TextParams(TextConfig):
     def feature_config(self) -> TextConfig:
         """The embedding config alone (what the store's metadata records)."""
         return narrow(self, TextConfig)
+
+
+@dataclass(frozen=True)
+class TextEncoderParams:
+    """One ``text_encoders.<name>`` entry: one more text store, features/text_<name>.parquet, whose texts
+    are cleaned and chunked as ``text`` says (strip_*, lowercase, device) and embedded with this model.
+
+    The learners read it with ``--text-sets <name>`` (the ``train_text_encoders`` stages); ``default``
+    names features/text.parquet.
+    """
+
+    model: str = ""
+    encoder_kind: TextEncoderKind = "transformers"
+    token_pooling: TokenPooling = "mean"
+    pooling: Pooling = "mean"
+    overlap: int = 32
+    batch_size: int = 32
+    dtype: Dtype = "float32"
 
 
 @dataclass(frozen=True)
@@ -424,6 +443,14 @@ class Params:
     tune: TuneParams = field(default_factory=TuneParams)
     bundle: BundleParams = field(default_factory=BundleParams)
     encoders: dict[str, EncoderConfig] = field(default_factory=dict)
+    text_encoders: dict[str, TextEncoderParams] = field(default_factory=dict)
+
+    def text_encoder_config(self, name: str) -> TextConfig:
+        """The embedding config of text store ``name``: ``default`` is ``text``'s own; another name takes
+        ``text``'s cleaning and device with its ``text_encoders`` entry's model settings."""
+        if name == "default":
+            return self.text.feature_config()
+        return dataclasses.replace(self.text.feature_config(), **dataclasses.asdict(self.text_encoders[name]))
 
 
 def _choices(values: tuple, nullable: bool) -> str:
@@ -601,6 +628,14 @@ def validate(params: Params) -> None:
             )
         if encoder.prompts and params.task != "classification":
             raise ParamsError(f"params: encoders.{name}.prompts score labels; task {params.task!r} has none")
+    for name, entry in params.text_encoders.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in (*AUDIO_SETS, "default") or name in params.encoders:
+            raise ParamsError(
+                f"params: text_encoders.{name}: a name is lower-case letters, digits and _, not 'default', an "
+                "audio set or an encoders name (it names files, DVC stages and variants)"
+            )
+        if not entry.model:
+            raise ParamsError(f"params: text_encoders.{name} needs model: a hub name or a local folder")
 
 
 def check_tune(tune: TuneParams, train: TrainParams) -> None:
@@ -675,6 +710,16 @@ def check_audio_sets(params: Params, audio_sets: list[str], where: str, require_
         raise ParamsError(f"params: {where} names essentia but essentia.enabled is false")
     if any(s.startswith("musicnn") for s in audio_sets) and not params.musicnn.enabled:
         raise ParamsError(f"params: {where} names a musicnn set but musicnn.enabled is false")
+
+
+def check_text_sets(params: Params, text_sets: list[str], where: str) -> None:
+    """``text_sets`` names ``default`` (features/text.parquet) or ``text_encoders`` entries, without repeats."""
+    known = ["default", *params.text_encoders]
+    unknown = [s for s in text_sets if s not in known]
+    if unknown or not text_sets or len(set(text_sets)) != len(text_sets):
+        raise ParamsError(f"params: {where} must be a non-empty list of distinct names from {known}, got {text_sets}")
+    if params.text.representation == "tfidf" and list(text_sets) != ["default"]:
+        raise ParamsError(f"params: {where}: text stores are embeddings; text.representation tfidf reads raw texts")
 
 
 def as_dict(obj: Any) -> dict:

@@ -57,6 +57,17 @@ def unimodal_references(model: str) -> list[tuple[str, str]]:
     return [(model, "audio") if sets else audio, text]
 
 
+def references_of(model: str, metrics: dict) -> list[tuple[str, str]]:
+    """The unimodal references of a variant: :func:`unimodal_references`, except for variants with their own
+    text stores (metrics.json ``text_sets``): the audio-only variant of their audio sets and their own text-only."""
+    text_sets = metrics.get("text_sets")
+    if not text_sets:
+        return unimodal_references(model)
+    learner, _, sets = model.partition("@")
+    audio_sets = [s for s in sets.split("+") if s and s not in text_sets]
+    return [(f"{learner}@{'+'.join(audio_sets)}" if audio_sets else learner, "audio"), (model, "text")]
+
+
 def variant_files(models_dir: str | Path, encoders: Iterable[str] | None = None) -> list[Path]:
     """Every variant's metrics.json: ``models/<variant>/`` and the encoder variants' ``models/enc/<variant>/``.
 
@@ -169,7 +180,7 @@ def collect_metrics(
         entry["f1_macro_pooled"] = pooled[(model, fusion)]
         entry["f1_macro_ci95"] = bootstrap_f1_ci(y, proba, n_boot, seed, groups)
         entry["best_unimodal"] = entry["f1_delta_vs_best_unimodal"] = entry["p_value_vs_best_unimodal"] = None
-        references = [key for key in unimodal_references(model) if key in runs]
+        references = [key for key in references_of(model, run["metrics"]) if key in runs]
         if fusion not in MODALITIES and (model, fusion) != CHANCE and references:
             best = max(references, key=pooled.__getitem__)
             entry["best_unimodal"] = "-".join(best)

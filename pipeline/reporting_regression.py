@@ -3,7 +3,7 @@
 The same protocol as :mod:`pipeline.reporting`, on continuous targets: each variant gets a
 95% bootstrap interval of its pooled out-of-fold mean CCC (mean over targets of the CCC of
 all out-of-fold predictions together), and each fused variant a paired-bootstrap p-value
-against the best unimodal variant of the same learner (:func:`unimodal_references`).
+against the best unimodal variant of the same learner (:func:`pipeline.reporting.references_of`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pandas as pd
 
 from pipeline.evaluation import REGRESSION_METRICS, bootstrap_ccc_ci, paired_bootstrap_ccc_pvalue, pooled_ccc
 from pipeline.fusion import MODALITIES
-from pipeline.reporting import CHANCE, check_comparable, unimodal_references
+from pipeline.reporting import CHANCE, check_comparable, references_of
 
 
 def targets_of(runs: dict[tuple[str, str], dict]) -> list[str]:
@@ -60,7 +60,7 @@ def collect_metrics(
             entry[f"ccc_{target}_pooled"] = pooled_ccc(*one)
             entry[f"ccc_{target}_ci95"] = bootstrap_ccc_ci(*one, n_boot, seed, groups)
         entry["best_unimodal"] = entry["ccc_delta_vs_best_unimodal"] = entry["p_value_vs_best_unimodal"] = None
-        references = [key for key in unimodal_references(model) if key in runs]
+        references = [key for key in references_of(model, run["metrics"]) if key in runs]
         if fusion not in MODALITIES and (model, fusion) != CHANCE and references:
             best = max(references, key=pooled.__getitem__)
             entry["best_unimodal"] = "-".join(best)

@@ -19,7 +19,16 @@ from pipeline.stages import train
 from tests.conftest import write_params
 
 DVC = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())
-TRAIN_STAGES = ("train", "train_musicnn", "train_multitask", "train_cnn", "train_dummy", "train_encoders", "zeroshot")
+TRAIN_STAGES = (
+    "train",
+    "train_musicnn",
+    "train_multitask",
+    "train_cnn",
+    "train_dummy",
+    "train_encoders",
+    "zeroshot",
+    "train_text_encoders",
+)
 # read by the stage but not DVC params of the train stages; see the reason of each
 NOT_DVC_PARAMS = {
     # empties features/musicnn.parquet when false, and that store is a dependency of every train stage
@@ -66,7 +75,7 @@ def mismatches(stages: dict) -> list[str]:
     for name in TRAIN_STAGES:
         for item, cmd, listed in variants(stages[name]):
             opts = options(cmd)
-            expected = train.param_keys(opts["model"][0], opts.get("audio-sets"))
+            expected = train.param_keys(opts["model"][0], opts.get("audio-sets"), opts.get("text-sets"))
             missing, extra = sorted(set(expected) - set(listed)), sorted(set(listed) - set(expected))
             repeated = sorted({p for p in listed if listed.count(p) > 1})
             if missing or extra or repeated:

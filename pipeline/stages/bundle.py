@@ -74,9 +74,11 @@ def best_variant(params: Params) -> str:
 
 
 def encoder_variant(name: str, params: Params) -> bool:
-    """Whether variant ``name`` reads an ``encoders`` store (``lgbm@mert-concat``, ``zeroshot@clap-audio``)."""
+    """Whether variant ``name`` reads an ``encoders`` or ``text_encoders`` store (``lgbm@mert-concat``,
+    ``zeroshot@clap-audio``, ``mlp@xlmr-text``)."""
     learner, _, sets = name.rpartition("-")[0].partition("@")
-    return learner == ZERO_SHOT or any(s.split(".")[0] in params.encoders for s in sets.split("+") if s)
+    stores = {*params.encoders, *params.text_encoders}
+    return learner == ZERO_SHOT or any(s.split(".")[0] in stores for s in sets.split("+") if s)
 
 
 def parse_variant(name: str) -> tuple[str, str, list[str] | None]:

@@ -63,7 +63,8 @@ VERSIONED = (
 def run(params_path: str | Path = "params.yaml") -> None:
     """Aggregate every trained variant, write the reports and print the top of the leaderboard."""
     params = load_params(params_path)
-    runs = load_runs(MODELS, params.encoders)
+    configured = [*params.encoders, *params.text_encoders]
+    runs = load_runs(MODELS, configured)
     manifest = read_store(MANIFEST, columns=["clip_id", "group"])
     groups = sorted_groups(runs, manifest)
     tasks = {run["metrics"].get("task", "classification") for run in runs.values()}
@@ -77,7 +78,7 @@ def run(params_path: str | Path = "params.yaml") -> None:
     table = leaderboard(metrics, seconds)
     chance = chance_metrics(runs)
     rows = display_rows(table, chance)
-    skipped = load_skipped(MODELS, params.encoders)
+    skipped = load_skipped(MODELS, configured)
     summary = data_summary(runs, skipped)
     write_json(metrics, REPORTS / "metrics.json")
     write_json(compact_summary(table), REPORTS / "summary.json")
@@ -101,7 +102,7 @@ def run_regression(runs: dict, params, groups, params_path: Path) -> None:
     seconds = {key: r["metrics"].get("runtime", {}).get("train_seconds") for key, r in runs.items()}
     table = rr.leaderboard(metrics, targets, seconds)
     rows = rr.display_rows(table, targets, rr.chance_metrics(runs))
-    summary = data_summary(runs, load_skipped(MODELS, params.encoders))
+    summary = data_summary(runs, load_skipped(MODELS, [*params.encoders, *params.text_encoders]))
     write_json(metrics, REPORTS / "metrics.json")
     write_json(rr.compact_summary(table, targets), REPORTS / "summary.json")
     write_text(rr.leaderboard_markdown(rows, summary), REPORTS / "leaderboard.md")

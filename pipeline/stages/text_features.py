@@ -18,26 +18,32 @@ from pipeline.features.text import (
     resolve_model,
 )
 from pipeline.params import Params
-from pipeline.stages import MANIFEST, TEXT_STORE
+from pipeline.stages import MANIFEST, text_set_store
 from pipeline.stages.clips import make_cache, write_feature_store
 from pipeline.store import read_store, store_metadata, text_schema
 
 LIBRARIES = ("sentence-transformers", "transformers", "tokenizers", "torch")
 
 
-def run(params: Params) -> None:
+def run(params: Params, name: str = "default") -> None:
     """Clean, chunk, embed and pool every clip's text; clips without text get a null embedding.
 
-    Identical cleaned texts are embedded once; embeddings are cached by (cleaned text,
-    model, window, overlap, pooling, code).
+    ``name``: ``default`` (features/text.parquet, ``text``'s model) or a ``text_encoders`` entry
+    (features/text_<name>.parquet). Identical cleaned texts are embedded once; embeddings are
+    cached by (cleaned text, model, window, overlap, pooling, code).
     """
-    config = params.text.feature_config()
+    if name != "default" and name not in params.text_encoders:
+        raise ValueError(
+            f"text encoder {name!r} is not in params.yaml text_encoders (defined: {sorted(params.text_encoders)})"
+        )
+    config = params.text_encoder_config(name)
+    store_path, store_name = text_set_store(name), "text" if name == "default" else f"text_{name}"
     manifest = read_store(MANIFEST, columns=["clip_id", "text"])
     cleaned = [
         clean_text(t, config.strip_timestamps, config.strip_sections, config.lowercase) for t in manifest["text"]
     ]
     if not any(cleaned):  # an audio-only corpus: nothing to embed, no model to load
-        write_without_text(params, manifest["clip_id"], config)
+        write_without_text(params, manifest["clip_id"], config, store_path, store_name)
         return
     model_id, encoder = load_encoder(
         config.model, config.device, config.dtype, config.encoder_kind, config.token_pooling
@@ -85,7 +91,7 @@ def run(params: Params) -> None:
         }
     )
     meta = store_metadata(
-        "text",
+        store_name,
         dataclasses.asdict(config),
         LIBRARIES,
         MANIFEST,
@@ -96,15 +102,16 @@ def run(params: Params) -> None:
         normalized=True,
         n_without_text=int((~df["has_text"]).sum()),
     )
-    write_feature_store(params, df, TEXT_STORE, text_schema(dim), meta)
+    write_feature_store(params, df, store_path, text_schema(dim), meta)
+    stage = "text_features" if name == "default" else f"text_encoder_features@{name}"
     print(
-        f"text_features: {len(df)} clips ({meta['n_without_text']} without text) x {dim} dims ({model_id}); "
+        f"{stage}: {len(df)} clips ({meta['n_without_text']} without text) x {dim} dims ({model_id}); "
         f"{len(unique)} distinct texts: {len(todo)} embedded, {len(unique) - len(todo)} from cache; "
-        f"{int(df['n_chunks'].sum())} windows of <= {embedder.window} tokens -> {TEXT_STORE}"
+        f"{int(df['n_chunks'].sum())} windows of <= {embedder.window} tokens -> {store_path}"
     )
 
 
-def write_without_text(params: Params, clip_ids: pd.Series, config) -> None:
+def write_without_text(params: Params, clip_ids: pd.Series, config, store_path, store_name: str = "text") -> None:
     """The store of a corpus where no clip has text: every embedding null, the encoder never loaded.
 
     The embedding column keeps a placeholder width of 1 (Arrow needs a positive fixed
@@ -121,7 +128,7 @@ def write_without_text(params: Params, clip_ids: pd.Series, config) -> None:
         }
     )
     meta = store_metadata(
-        "text", dataclasses.asdict(config), LIBRARIES, MANIFEST, model_id=None, embedding_dim=None, n_without_text=n
+        store_name, dataclasses.asdict(config), LIBRARIES, MANIFEST, model_id=None, embedding_dim=None, n_without_text=n
     )
-    write_feature_store(params, df, TEXT_STORE, text_schema(1), meta)
-    print(f"text_features: {n} clips, none with text (an audio-only corpus): no model loaded -> {TEXT_STORE}")
+    write_feature_store(params, df, store_path, text_schema(1), meta)
+    print(f"text_features: {n} clips, none with text (an audio-only corpus): no model loaded -> {store_path}")

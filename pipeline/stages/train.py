@@ -6,6 +6,7 @@ score, so a variant the corpus cannot run is recorded as skipped in well under a
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import shutil
 import time
@@ -20,7 +21,7 @@ import pyarrow as pa
 from pipeline.features.text import clean_text
 from pipeline.fusion import FUSIONS, MODALITIES, modalities_for
 from pipeline.models import TORCH_LEARNERS, ZERO_SHOT, make_learner
-from pipeline.params import Params, as_dict, check_audio_sets, parse_encoder_set
+from pipeline.params import Params, as_dict, check_audio_sets, check_text_sets, parse_encoder_set
 from pipeline.stages import (
     AUDIO_STORE,
     ENCODER_MODELS,
@@ -29,8 +30,8 @@ from pipeline.stages import (
     MELSPEC_STORE,
     MODELS,
     MUSICNN_STORE,
-    TEXT_STORE,
     encoder_store,
+    text_set_store,
 )
 from pipeline.store import (
     oof_schema,
@@ -111,18 +112,19 @@ def regression_oof_schema(targets: list[str]) -> pa.Schema:
     )
 
 
-def param_keys(model: str, audio_sets: list[str] | None = None) -> list[str]:
+def param_keys(model: str, audio_sets: list[str] | None = None, text_sets: list[str] | None = None) -> list[str]:
     """The params.yaml keys variant ``model`` (with ``--audio-sets audio_sets``) reads, as its DVC stage lists them.
 
     :data:`TRAIN_PARAM_KEYS`, the ``enabled`` switch of each ``--audio-sets`` store and the
     learner's own sections ``train.<model>`` and ``tune.space.<model>`` (the dummy has none). ``musicnn.enabled`` also
     decides the clips of every variant (:func:`shared_audio_sets`), through the musicnn
     store that it empties: a dependency of every train stage. An encoder set ``enc:<name>`` adds
-    ``encoders.<name>`` (its ``train_layers``, its prompts).
+    ``encoders.<name>`` (its ``train_layers``, its prompts), a text set ``<name>`` ``text_encoders.<name>``.
     """
     switches = sorted({f"{AUDIO_SET_SWITCH[s]}.enabled" for s in audio_sets or [] if s in AUDIO_SET_SWITCH})
     own = [] if model in ("dummy", ZERO_SHOT) else [f"train.{model}", f"tune.space.{model}"]
     encoders = [f"encoders.{parse_encoder_set(s)[0]}" for s in audio_sets or [] if parse_encoder_set(s)]
+    encoders += [f"text_encoders.{s}" for s in text_sets or [] if s != "default"]
     return [*TRAIN_PARAM_KEYS, *switches, *own, *encoders]
 
 
@@ -201,6 +203,7 @@ def load_blocks(
     melspec: bool = False,
     shared_sets: list[str] | None = None,
     targets: list[str] = (),
+    text_sets: list[str] = ("default",),
 ) -> Blocks:
     """Manifest rows present in every feature store, the modality blocks, how many were dropped, audio column names.
 
@@ -208,6 +211,7 @@ def load_blocks(
     fusion and audio sets: clips missing from the store of any of ``shared_sets``
     (:func:`shared_audio_sets`; recorded in its errors table) or from the log-mel store
     are left out, never imputed. ``targets``: manifest columns kept in ``rows`` (regression).
+    ``text_sets``: the text stores whose embeddings form the text block, side by side.
     With ``melspec``, the audio block is the (clips, mel
     bands, frames) log-mel tensor. A clip without text stays in: its ``text_present``
     is False and its text block is zeros (embeddings) or ``""`` (tfidf, where
@@ -219,7 +223,7 @@ def load_blocks(
         [c for c in ("clip_id", "audio_path", "label", "group", "split", "fold", "text") if c in manifest]
         + list(targets)
     ]
-    ids, matrix, present = read_matrix(TEXT_STORE)
+    ids, matrix, present = read_text_sets(text_sets)
     has_audio = bool(manifest["audio_path"].notna().any())
     keep = manifest["clip_id"].isin(ids).to_numpy().copy()
     audio = pd.DataFrame()
@@ -246,6 +250,18 @@ def load_blocks(
             blocks["text"] = matrix[text_rows]
         blocks["text_present"] = present[text_rows]
     return Blocks(rows.drop(columns=["text", "audio_path"]), blocks, int((~keep).sum()), list(audio.columns))
+
+
+def read_text_sets(text_sets: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(clip_ids, embeddings of every text set side by side, present) in the first store's clip order."""
+    ids, matrix, present = read_matrix(text_set_store(text_sets[0]))
+    for name in text_sets[1:]:
+        other_ids, other, _ = read_matrix(text_set_store(name))
+        rows = pd.Series(np.arange(len(other_ids)), index=other_ids).reindex(ids)
+        if rows.isna().any():
+            raise ValueError(f"{text_set_store(name)} lacks clips of {text_set_store(text_sets[0])}; rerun its stage")
+        matrix = np.hstack([matrix, other[rows.to_numpy(dtype=int)]])
+    return ids, matrix, present
 
 
 def lgbm_importance(fitted: list, fusion: str, audio_names: list[str], text_width: int) -> dict[str, float]:
@@ -288,6 +304,7 @@ class Variant:
     audio_sets: list[str]  # the audio stores of its audio modality
     skipped: str | None = None  # why it cannot run here (a disabled store), if it cannot
     folder: Path = MODELS  # models/, or models/enc/ for the variants of an encoder store
+    text_sets: tuple[str, ...] = ("default",)  # the text stores of its text modality
 
     @property
     def out_dir(self) -> Path:
@@ -308,13 +325,16 @@ class Evaluation(NamedTuple):
     tuning: dict | None = None  # tune.enabled: the search and each outer fold's chosen values
 
 
-def run(params: Params, model: str, fusion: str, audio_sets: list[str] | None = None) -> None:
+def run(
+    params: Params, model: str, fusion: str, audio_sets: list[str] | None = None, text_sets: list[str] | None = None
+) -> None:
     """Write models/<model>-<fusion>/{metrics.json, oof.parquet, folds/} (+ importance.json for lgbm).
 
     ``audio_sets`` replaces ``train.audio_sets`` for this variant, which is then named
-    ``<model>@<set>+<set>`` (``models/lgbm@musicnn-concat``) in its folder and the report.
+    ``<model>@<set>+<set>`` (``models/lgbm@musicnn-concat``) in its folder and the report. ``text_sets``
+    (other than ``default``) puts it in models/enc/, named ``<model>@<sets>`` as well.
     """
-    variant = resolve_variant(params, model, fusion, audio_sets)
+    variant = resolve_variant(params, model, fusion, audio_sets, text_sets)
     if variant.skipped:
         write_skipped(variant.out_dir, variant.name, fusion, variant.skipped)
         return
@@ -333,11 +353,26 @@ def run(params: Params, model: str, fusion: str, audio_sets: list[str] | None = 
     write_outputs(params, variant, data, wanted, evaluation)
 
 
-def resolve_variant(params: Params, model: str, fusion: str, audio_sets: list[str] | None = None) -> Variant:
-    """Check a variant's learner, fusion and ``audio_sets`` (None: ``train.audio_sets``) and name it."""
+def resolve_variant(
+    params: Params, model: str, fusion: str, audio_sets: list[str] | None = None, text_sets: list[str] | None = None
+) -> Variant:
+    """Check a variant's learner, fusion, ``audio_sets`` (None: ``train.audio_sets``) and ``text_sets``
+    (None: ``default``, features/text.parquet) and name it."""
     check_variant(model, fusion)
     if model == ZERO_SHOT:
         return zero_shot_variant(params, fusion, audio_sets)
+    variant = audio_variant(params, model, fusion, audio_sets)
+    if not text_sets or list(text_sets) == ["default"]:
+        return variant
+    check_text_sets(params, list(text_sets), "--text-sets")
+    if model == "dummy":
+        raise ValueError("--text-sets applies to learners that read text; the dummy reads nothing")
+    name = f"{variant.name}{'+' if '@' in variant.name else '@'}{'+'.join(text_sets)}"
+    return dataclasses.replace(variant, name=name, folder=ENCODER_MODELS, text_sets=tuple(text_sets))
+
+
+def audio_variant(params: Params, model: str, fusion: str, audio_sets: list[str] | None) -> Variant:
+    """The variant of ``audio_sets`` (None: ``train.audio_sets``), named after them."""
     if audio_sets is None:
         return Variant(model, fusion, model, list(params.train.audio_sets))
     check_audio_sets(params, audio_sets, "--audio-sets", require_enabled=False)
@@ -422,6 +457,7 @@ def load_variant_blocks(params: Params, variant: Variant) -> Blocks:
         melspec=variant.model == "cnn",
         shared_sets=shared_audio_sets(params),
         targets=params.dataset.targets if params.task == "regression" else [],
+        text_sets=list(variant.text_sets),
     )
 
 
@@ -681,6 +717,7 @@ def variant_metrics(
             [] if "audio" not in wanted or model == "dummy" else ["melspec"] if model == "cnn" else variant.audio_sets
         ),
         "text_representation": params.text.representation if "text" in blocks else None,
+        **({"text_sets": list(variant.text_sets)} if variant.text_sets != ("default",) else {}),
         "n_without_text": int((~all_blocks["text_present"]).sum()) if "text" in all_blocks else len(rows),
         "modalities": [m for m in MODALITIES if m in all_blocks],
         "folds": evaluation.per_fold,
