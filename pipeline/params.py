@@ -19,7 +19,7 @@ import yaml
 
 from pipeline.executor import DaskSettings
 from pipeline.features.audio import AudioFeatureConfig
-from pipeline.features.encoders import EncoderConfig
+from pipeline.features.encoders import EncoderConfig, layer_index
 from pipeline.features.music import MusicFeatureConfig
 from pipeline.features.musicnn import MusicnnConfig
 from pipeline.features.text import Dtype, Pooling, TextConfig, TokenPooling
@@ -696,7 +696,7 @@ def check_audio_sets(params: Params, audio_sets: list[str], where: str, require_
                 f"params: {where}: {spec} names encoder {name!r}, which encoders: does not define "
                 f"(defined: {sorted(params.encoders) or 'none'})"
             )
-        if layers not in ("", "avg", "all", "emb") and not (layers[:1] == "L" and layers[1:].isdigit()):
+        if layers not in ("", "avg", "all", "emb") and layer_index(layers) is None:
             raise ParamsError(f"params: {where}: {spec}: the layers part must be avg, all, emb or L<k> (e.g. L6)")
     if not require_enabled:
         return

@@ -101,20 +101,15 @@ class EncoderConfig:
             raise ValueError(f"encoders: need 0 < hop_s <= window_s, got hop_s {self.hop_s}, window_s {self.window_s}")
         if self.batch_size < 1:
             raise ValueError(f"encoders: batch_size must be >= 1, got {self.batch_size}")
-        if self.train_layers not in ("avg", "all") and not _layer_index(self.train_layers):
+        if self.train_layers not in ("avg", "all") and layer_index(self.train_layers) is None:
             raise ValueError(f"encoders: train_layers must be avg, all or L<k> (e.g. L6), got {self.train_layers!r}")
         if not 0 <= self.max_error_fraction <= 1:
             raise ValueError("encoders: max_error_fraction must be in [0, 1]")
 
 
-def _layer_index(spec: str) -> int | None:
-    """``L6`` -> 6; anything else -> None."""
-    return int(spec[1:]) if spec[:1] == "L" and spec[1:].isdigit() else None
-
-
 def layer_index(spec: str) -> int | None:
-    """The hidden-state index of a layer spec ``L<k>`` (None for ``avg``/``all``/other)."""
-    return _layer_index(spec)
+    """The hidden-state index of a layer spec: ``L6`` -> 6; ``avg``, ``all`` or anything else -> None."""
+    return int(spec[1:]) if spec[:1] == "L" and spec[1:].isdigit() else None
 
 
 # -- finding the weights, offline ------------------------------------------------------------
