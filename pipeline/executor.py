@@ -256,33 +256,52 @@ def _dask_client(settings: DaskSettings):
         raise
 
 
-def _dask_ordered(client, calls: Iterable[tuple[str, tuple]], func: Callable, on_killed: Callable) -> Iterator[Any]:
-    """``func(*args)`` for each ``(key, args)`` on the cluster, submitted a window ahead of the
-    results, yielded in input order. A task whose workers keep dying ends as ``on_killed(args, exc)``.
+def _dask_ordered(
+    client,
+    calls: Iterable[tuple[str, tuple]],
+    func: Callable,
+    on_killed: Callable,
+    window: int | None = None,
+    retry_alone: bool = False,
+) -> Iterator[Any]:
+    """``func(*args)`` for each ``(key, args)`` on the cluster, submitted ``window`` tasks ahead of
+    the results (default: enough for every worker thread), yielded in input order.
+
+    A task whose workers keep dying ends as ``on_killed(args, exc)``. Dask charges a worker's
+    death to every task assigned to it, not only to the one that crashed it, so with
+    ``retry_alone`` such a task runs once more, with no new submissions meanwhile, before its
+    verdict: a good clip that only sat beside a crashing one then succeeds, since the crashing
+    one has by then used up its own tries.
     """
     from collections import deque
 
     from distributed import KilledWorker
 
-    threads = sum(client.nthreads().values())
-    window = max(64, 4 * threads)  # enough queued work for every worker thread
+    if window is None:
+        window = max(64, 4 * sum(client.nthreads().values()))
     pending: deque = deque()
     todo = iter(calls)
 
-    def submit(key: str, args: tuple) -> None:
-        pending.append((args, client.submit(func, *args, key=f"{key}-{uuid.uuid4().hex[:8]}", pure=False)))
+    def submit(key: str, args: tuple):
+        return client.submit(func, *args, key=f"{key}-{uuid.uuid4().hex[:8]}", pure=False)
+
+    def result(key: str, args: tuple, future, retries: int) -> Any:
+        try:
+            return future.result()
+        except KilledWorker as exc:
+            if retries == 0:
+                return on_killed(args, exc)
+            return result(key, args, submit(key, args), retries - 1)
+        finally:
+            future.release()
 
     for key, args in itertools.islice(todo, window):
-        submit(key, args)
+        pending.append((key, args, submit(key, args)))
     while pending:
-        args, future = pending.popleft()
-        try:
-            outcome = future.result()
-        except KilledWorker as exc:
-            outcome = on_killed(args, exc)
-        future.release()
-        for key, more in itertools.islice(todo, 1):  # keep the window full
-            submit(key, more)
+        key, args, future = pending.popleft()
+        outcome = result(key, args, future, 1 if retry_alone else 0)
+        for more_key, more in itertools.islice(todo, 1):  # keep the window full
+            pending.append((more_key, more, submit(more_key, more)))
         yield outcome
 
 
@@ -313,7 +332,7 @@ def _dask_outcomes(
     dies, and a clip that keeps killing workers becomes a :class:`ClipFailure` like any other error."""
     with _dask_session(settings) as client:
         calls = ((f"{stage}-{task.clip_id}", (fn, task, stage, cache)) for task in tasks)
-        yield from _dask_ordered(client, calls, _run_task_one_thread, _killed_clip)
+        yield from _dask_ordered(client, calls, _run_task_one_thread, _killed_clip, retry_alone=True)
 
 
 def _dask_partitions(
@@ -326,7 +345,10 @@ def _dask_partitions(
 ) -> Iterator[tuple[list, dict]]:
     """Partition outcomes from the cluster, in order. A partition whose workers keep dying is
     discarded and run again one clip per part (``<name>-000000`` ...), so only the clip that kills
-    its worker is lost, as a ``KilledWorker`` failure."""
+    its worker is lost, as a ``KilledWorker`` failure.
+
+    The single-clip parts run one after another: Dask charges a worker's death to every task
+    assigned to it, so good clips queued beside the bad one would be recorded as killers too."""
     with _dask_session(settings) as client:
 
         def split(args: tuple, exc: Exception) -> tuple[list, dict]:
@@ -340,7 +362,9 @@ def _dask_partitions(
                 return [_killed_clip((fn, task, stage, cache), single_exc)], {}
 
             outcomes, summary = [], {}
-            for part_outcomes, part_summary in _dask_ordered(client, calls, _run_partition, killed):
+            for part_outcomes, part_summary in _dask_ordered(
+                client, calls, _run_partition, killed, window=1, retry_alone=True
+            ):
                 outcomes += part_outcomes
                 summary.update(part_summary)
             return outcomes, summary

@@ -49,6 +49,17 @@ def crash_on_broken(path: str, config: AudioFeatureConfig) -> dict:
     return extract_file(path, config)
 
 
+def crash_twice_on_clip01(path: str, config: AudioFeatureConfig) -> dict:
+    """Takes its worker down on the first two tries of clip01 only (counted in a file beside it)."""
+    if path.endswith("clip01.wav"):
+        counter = Path(path + ".crashes")
+        crashes = int(counter.read_text()) if counter.exists() else 0
+        if crashes < 2:
+            counter.write_text(str(crashes + 1))
+            os._exit(1)
+    return extract_file(path, config)
+
+
 def write_clips(folder, n: int) -> list[ClipTask]:
     tasks = []
     for i in range(n):
@@ -111,7 +122,6 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path):
 
 def test_a_clip_that_kills_its_worker_becomes_a_recorded_failure(tmp_path):
     tasks = write_clips(tmp_path, 4)
-    # one task per worker at a time, so a crash never takes a queued good clip down with it
     one_at_a_time = {"distributed.scheduler.allowed-failures": 1, "distributed.scheduler.worker-saturation": 1.0}
     with dask.config.set(one_at_a_time):
         results, failures = map_clips(crash_on_broken, tasks, stage="features", dask=DaskSettings("local-cluster", 2))
@@ -119,6 +129,19 @@ def test_a_clip_that_kills_its_worker_becomes_a_recorded_failure(tmp_path):
     (failure,) = failures
     assert failure.clip_id == "broken" and failure.error_type == "KilledWorker"
     assert "features-broken-" in failure.message  # the task key names the clip
+
+
+def test_a_clip_killed_beside_a_crashing_one_gets_a_second_run_before_its_verdict(tmp_path):
+    # Dask charges a death to every task on the dying worker; clip01 plays such a bystander:
+    # its two runs die (Dask's verdict with allowed-failures 1), the third, run alone, succeeds.
+    tasks = write_clips(tmp_path, 3)[:3]
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        results, failures = map_clips(
+            crash_twice_on_clip01, tasks, stage="features", dask=DaskSettings("local-cluster", 2)
+        )
+    assert failures == []
+    assert sorted(results) == ["clip00", "clip01", "clip02"]
+    assert (tmp_path / "clip01.wav.crashes").read_text() == "2"
 
 
 def test_the_cache_serves_dask_runs(tmp_path):
