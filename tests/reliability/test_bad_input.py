@@ -249,9 +249,12 @@ def test_long_rtl_cjk_emoji_and_empty_texts_embed_or_count_as_missing(project):
     from pipeline.stages import MANIFEST, TEXT_STORE, text_features
     from pipeline.store import read_matrix, read_metadata, read_store, write_store
 
+    params_file = Path("params.yaml")  # batches of 4 windows: a 1,200-word-piece text takes 6 windows, 2 batches
+    params_file.write_text(params_file.read_text().replace("batch_size: 32", "batch_size: 4", 1))
+    assert load_params().text.batch_size == 4
     manifest = read_store(MANIFEST)
     texts = {
-        0: "la la love " * 4_000,  # 44 KB: 12,000 word-pieces, more windows than one batch holds
+        0: "la la love " * 400,  # 1,200 word-pieces, more windows than one batch holds
         1: "أحبك يا قمري " * 20,  # right-to-left
         2: "我爱你 🌙💔 사랑해",
         3: "   \n\t ",
@@ -271,8 +274,8 @@ def test_long_rtl_cjk_emoji_and_empty_texts_embed_or_count_as_missing(project):
         assert present[by_id[cid]] and np.isfinite(matrix[by_id[cid]]).all()
         assert abs(np.linalg.norm(matrix[by_id[cid]]) - 1) < 1e-4
     long_text = store.loc[manifest["clip_id"][0]]
-    assert long_text["n_tokens"] == 12_000  # every word-piece of the long text, not the first window's
+    assert long_text["n_tokens"] == 1_200  # every word-piece of the long text, not the first window's
     window, overlap = 256 - 2, load_params().text.overlap  # MiniLM: 256 positions, [CLS] and [SEP]
-    assert long_text["n_chunks"] == -(-(12_000 - overlap) // (window - overlap)) > load_params().text.batch_size
+    assert long_text["n_chunks"] == -(-(1_200 - overlap) // (window - overlap)) > load_params().text.batch_size
     for row in (3, 4):
         assert not store.loc[manifest["clip_id"][row], "has_text"]
