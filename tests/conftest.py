@@ -101,10 +101,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def e2e_repros(request, tmp_path_factory):
-    """The `dvc repro` runs of the selected end-to-end tests, started before the first test.
+    """The bimodal end-to-end `dvc repro` (tests/test_e2e_dvc.py), started before the first test.
 
-    Each is a subprocess on one core; the rest of the suite runs beside them, and the
-    end-to-end tests (last) wait for their run. Nothing starts when none is selected.
+    It is a subprocess on one core; the rest of the suite runs beside it, and its test
+    (the last) waits for it. Nothing starts when that test is not selected.
     """
     selected = {item.name for item in request.session.items if item.module.__name__ == E2E_MODULE}
     if not selected:

@@ -1,13 +1,17 @@
-"""Real `dvc repro` runs of the whole graph on tiny corpora, each in a fresh git repo.
+"""The whole graph of dvc.yaml on tiny corpora, each in a fresh git + DVC repo.
 
-The three runs (bimodal, audio-only, text-only) are subprocesses started before the
-first test of the session (tests/conftest.py's ``e2e_repros``), one core each, and
-these tests run last: the rest of the suite runs while DVC works, and each test here
-waits for its run and checks what it left.
+The bimodal demo corpus goes through a real `dvc repro` (a subprocess on one core,
+started before the first test of the session: tests/conftest.py's ``e2e_repros``), then
+through `dvc metrics/plots/status/exp`. The audio-only and text-only corpora check what
+the graph does without one modality: DVC plans their run (it builds the graph of dvc.yaml
+with that dataset's params, as `dvc repro` does first) and this process runs the planned
+`mmer` commands in DVC's order, while the bimodal run finishes on the other core.
+These tests run last; the bimodal one waits for its run and checks what it left.
 """
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -113,13 +117,23 @@ def raw_bert() -> dict:
     return {"model": str(get_model_path()), "encoder_kind": "transformers", "token_pooling": "mean"}
 
 
-# test name -> the corpus its run reads (None: the demo corpus); each run takes one core
+# Each project takes one core: the bimodal `dvc repro` one, this process the other.
 SINGLE_CORE = {"executor": {"n_jobs": 1}, "train": {"n_threads": 1}}
-PROJECTS = {
-    "test_dvc_repro_end_to_end": None,
-    "test_audio_only_corpus_through_dvc_repro": audio_only_corpus,
-    "test_text_only_corpus_through_dvc_repro_as_regression": text_only_corpus,
-}
+BIMODAL = "test_dvc_repro_end_to_end"  # the test whose project goes through `dvc repro` itself
+
+
+def new_project(folder: Path, make_corpus=None) -> tuple[Path, dict]:
+    """A project of the demo corpus (``make_corpus`` None) or of the corpus ``make_corpus`` writes; returns what
+    :func:`init_project` returns. The text-only corpus runs the regression task."""
+    overrides = merge(E2E, SINGLE_CORE)
+    if make_corpus is None:  # the bimodal run also has an encoders: entry, a tiny local CLAP with prompts,
+        save_tiny_encoder("clap", folder / "tiny_clap")  # and a second text store (MiniLM's raw BERT)
+        overrides = merge(overrides, {"encoders": {"clap": TINY_CLAP}, "text_encoders": {"bert": raw_bert()}})
+    else:
+        overrides = merge(overrides, {"essentia": {"enabled": False}, "dataset": make_corpus(folder)})
+    if make_corpus is text_only_corpus:
+        overrides = merge(overrides, {"task": "regression"})
+    return init_project(folder, overrides)
 
 
 @dataclass
@@ -129,7 +143,7 @@ class Repro:
     folder: Path
     bin_dir: Path
     env: dict
-    process: subprocess.Popen
+    process: subprocess.Popen | None = None
 
     def finished(self) -> Path:
         """Wait for the run; fail with its log's tail unless it succeeded. Returns the folder."""
@@ -143,31 +157,76 @@ class Repro:
 
     def stop(self) -> None:
         """Kill the run if it is still going (its test was not reached or failed early)."""
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
 
 
 def start_repros(names: set[str], tmp_path_factory) -> dict[str, Repro]:
-    """Start the `dvc repro` of each named test of this module, all at once; returns them by test name."""
-    started = {}
-    for name, make_corpus in PROJECTS.items():
-        if name not in names:
-            continue
-        folder = tmp_path_factory.mktemp(name.removeprefix("test_"))
-        overrides = merge(E2E, SINGLE_CORE)
-        if make_corpus is not None:
-            overrides = merge(overrides, {"essentia": {"enabled": False}, "dataset": make_corpus(folder)})
-        if make_corpus is text_only_corpus:
-            overrides = merge(overrides, {"task": "regression"})
-        if make_corpus is None:  # the bimodal run also has an encoders: entry, a tiny local CLAP with prompts,
-            save_tiny_encoder("clap", folder / "tiny_clap")  # and a second text store (MiniLM's raw BERT)
-            overrides = merge(overrides, {"encoders": {"clap": TINY_CLAP}, "text_encoders": {"bert": raw_bert()}})
-        bin_dir, env = init_project(folder, overrides)
-        with open(folder / "repro.log", "w") as log:
-            process = subprocess.Popen([str(bin_dir / "dvc"), "repro"], cwd=folder, env=env, stdout=log, stderr=log)
-        started[name] = Repro(folder, bin_dir, env, process)
-    return started
+    """Start the bimodal project's `dvc repro` if its test is selected; returns it by test name."""
+    if BIMODAL not in names:
+        return {}
+    folder = tmp_path_factory.mktemp(BIMODAL.removeprefix("test_"))
+    bin_dir, env = new_project(folder)
+    with open(folder / "repro.log", "w") as log:
+        process = subprocess.Popen([str(bin_dir / "dvc"), "repro"], cwd=folder, env=env, stdout=log, stderr=log)
+    return {BIMODAL: Repro(folder, bin_dir, env, process)}
+
+
+def run_planned_graph(make_corpus, tmp_path: Path, monkeypatch) -> Repro:
+    """A project of ``make_corpus``'s corpus, its whole graph run here in the order `dvc repro` plans."""
+    from dvc.repo import Repo
+    from dvc.repo.reproduce import plan_repro
+
+    from pipeline.cli import main
+
+    project = Repro(tmp_path, *new_project(tmp_path, make_corpus))
+    with Repo(str(tmp_path)) as repo:  # DVC builds the graph of dvc.yaml with this corpus's params and plans the run
+        planned = [shlex.split(stage.cmd) for stage in plan_repro(repo.index.graph)]
+    assert planned[0] == ["mmer", "demo"] and planned[-1] == ["mmer", "bundle"] and len(planned) > 40, planned
+    monkeypatch.chdir(tmp_path)
+    for command in planned:
+        assert main(command[1:]) == 0, f"{shlex.join(command)} failed (its message is in the captured stderr)"
+    return project
+
+
+def single_modality_results(project: Repro) -> tuple[dict, str]:
+    """A finished single-modality run's metrics.json and leaderboard."""
+    reports = project.folder / "reports"
+    return json.loads((reports / "metrics.json").read_text()), (reports / "leaderboard.md").read_text()
+
+
+# The two single-modality corpora first: they run in this process while the bimodal `dvc repro` finishes.
+def test_audio_only_corpus_through_the_dvc_graph(tmp_path, monkeypatch):
+    metrics, board = single_modality_results(run_planned_graph(audio_only_corpus, tmp_path, monkeypatch))
+    assert {m: sorted(f) for m, f in metrics.items()} == {
+        "cnn": ["audio"],
+        "dummy": ["none"],
+        "lgbm": ["audio"],
+        "logreg": ["audio"],
+        "mlp": ["audio"],
+        **{f"{m}@musicnn": ["audio"] for m in ("lgbm", "logreg", "mlp")},
+    }
+    assert metrics["logreg"]["audio"]["f1_macro"]["mean"] > 0.8  # pitch separates the classes
+    assert "no text in this corpus: 30 variants that need it were skipped" in board
+
+
+def test_text_only_corpus_through_the_dvc_graph_as_regression(tmp_path, monkeypatch):
+    project = run_planned_graph(text_only_corpus, tmp_path, monkeypatch)
+    metrics, board = single_modality_results(project)
+    assert {m: sorted(f) for m, f in metrics.items()} == {
+        "dummy": ["none"],
+        "lgbm": ["text"],
+        "logreg": ["text"],
+        "mlp": ["text"],
+    }
+    assert metrics["logreg"]["text"]["ccc_valence"]["mean"] > 0.7  # the words give the sign of the valence
+    assert metrics["dummy"]["none"]["ccc_mean"]["mean"] == 0.0
+    assert board.startswith("# Leaderboard (regression)") and "targets valence" in board
+    assert "no audio in this corpus: 34 variants that need it were skipped" in board
+    best = json.loads((project.folder / "reports" / "summary.json").read_text())["best"]["variant"]
+    card = (project.folder / "models" / "bundles" / best / "MODEL_CARD.md").read_text()
+    assert "Predicts valence (continuous values)" in card
 
 
 @pytest.fixture
@@ -177,7 +236,7 @@ def repros(e2e_repros):
 
 
 def test_dvc_repro_end_to_end(repros):
-    repro = repros["test_dvc_repro_end_to_end"]
+    repro = repros[BIMODAL]
     tmp_path = repro.finished()
 
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
@@ -249,41 +308,3 @@ def test_dvc_repro_end_to_end(repros):
     rows = [line for line in table[2:] if line.strip()]  # after the header and its rule
     assert len(rows) == 3 and "workspace" in rows[0]  # the workspace, the baseline commit, the experiment
     assert all(row.count("|") == table[0].count("|") for row in rows)
-
-
-def single_modality_results(repro: Repro) -> tuple[dict, str]:
-    """A finished single-modality run's metrics.json and leaderboard."""
-    reports = repro.finished() / "reports"
-    return json.loads((reports / "metrics.json").read_text()), (reports / "leaderboard.md").read_text()
-
-
-def test_audio_only_corpus_through_dvc_repro(repros):
-    metrics, board = single_modality_results(repros["test_audio_only_corpus_through_dvc_repro"])
-    assert {m: sorted(f) for m, f in metrics.items()} == {
-        "cnn": ["audio"],
-        "dummy": ["none"],
-        "lgbm": ["audio"],
-        "logreg": ["audio"],
-        "mlp": ["audio"],
-        **{f"{m}@musicnn": ["audio"] for m in ("lgbm", "logreg", "mlp")},
-    }
-    assert metrics["logreg"]["audio"]["f1_macro"]["mean"] > 0.8  # pitch separates the classes
-    assert "no text in this corpus: 30 variants that need it were skipped" in board
-
-
-def test_text_only_corpus_through_dvc_repro_as_regression(repros):
-    repro = repros["test_text_only_corpus_through_dvc_repro_as_regression"]
-    metrics, board = single_modality_results(repro)
-    assert {m: sorted(f) for m, f in metrics.items()} == {
-        "dummy": ["none"],
-        "lgbm": ["text"],
-        "logreg": ["text"],
-        "mlp": ["text"],
-    }
-    assert metrics["logreg"]["text"]["ccc_valence"]["mean"] > 0.7  # the words give the sign of the valence
-    assert metrics["dummy"]["none"]["ccc_mean"]["mean"] == 0.0
-    assert board.startswith("# Leaderboard (regression)") and "targets valence" in board
-    assert "no audio in this corpus: 34 variants that need it were skipped" in board
-    best = json.loads((repro.folder / "reports" / "summary.json").read_text())["best"]["variant"]
-    card = (repro.folder / "models" / "bundles" / best / "MODEL_CARD.md").read_text()
-    assert "Predicts valence (continuous values)" in card
