@@ -13,8 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 RAVDESS = REPO.parent / "shared" / "data" / "ravdess_song"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# Idle OpenMP threads (torch, LightGBM) sleep instead of spinning: the end-to-end runs started
-# with the session (see ``e2e_repros``) share the cores with the tests, and spinning steals from both.
+# Idle OpenMP threads (torch, LightGBM) sleep instead of spinning: the end-to-end `dvc repro` started
+# with the session (see ``e2e_repros``) shares the cores with the tests, and spinning steals from both.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 TINY_OVERRIDES = {
@@ -92,7 +92,7 @@ E2E_MODULE = "tests.test_e2e_dvc"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that read the shared real corpus are ``realdata`` tests (``make test-fast`` leaves them out);
-    the end-to-end tests run last (their `dvc repro` runs start with the session, see ``e2e_repros``)."""
+    the end-to-end tests run last (the bimodal `dvc repro` starts with the session, see ``e2e_repros``)."""
     for item in items:
         if "ravdess" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.realdata)

@@ -138,7 +138,7 @@ def new_project(folder: Path, make_corpus=None) -> tuple[Path, dict]:
 
 @dataclass
 class Repro:
-    """A project folder and its `dvc repro`, running or done."""
+    """A project folder and its `dvc repro`, running or done (``process`` None: a project whose graph runs here)."""
 
     folder: Path
     bin_dir: Path
@@ -182,11 +182,16 @@ def run_planned_graph(make_corpus, tmp_path: Path, monkeypatch) -> Repro:
 
     project = Repro(tmp_path, *new_project(tmp_path, make_corpus))
     with Repo(str(tmp_path)) as repo:  # DVC builds the graph of dvc.yaml with this corpus's params and plans the run
-        planned = [shlex.split(stage.cmd) for stage in plan_repro(repo.index.graph)]
-    assert planned[0] == ["mmer", "demo"] and planned[-1] == ["mmer", "bundle"] and len(planned) > 40, planned
+        planned = plan_repro(repo.index.graph)
+        assert len(planned) == len(repo.index.stages)  # every stage, each once
+    assert planned[0].cmd == "mmer demo" and planned[-1].cmd == "mmer bundle", [stage.cmd for stage in planned]
     monkeypatch.chdir(tmp_path)
-    for command in planned:
-        assert main(command[1:]) == 0, f"{shlex.join(command)} failed (its message is in the captured stderr)"
+    for stage in planned:  # what DVC checks around each stage: its deps exist before, its outs after
+        missing = [dep.def_path for dep in stage.deps if not Path(dep.fs_path).exists()]
+        assert not missing, f"{stage.addressing}: deps missing before it runs: {missing}"
+        assert main(shlex.split(stage.cmd)[1:]) == 0, f"{stage.cmd} failed (its message is in the captured stderr)"
+        missing = [out.def_path for out in stage.outs if not Path(out.fs_path).exists()]
+        assert not missing, f"{stage.addressing}: declared outputs not written: {missing}"
     return project
 
 
