@@ -138,12 +138,12 @@ def new_project(folder: Path, make_corpus=None) -> tuple[Path, dict]:
 
 @dataclass
 class Repro:
-    """A project folder and its `dvc repro`, running or done (``process`` None: a project whose graph runs here)."""
+    """A project folder and its `dvc repro`, running or done."""
 
     folder: Path
     bin_dir: Path
     env: dict
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen
 
     def finished(self) -> Path:
         """Wait for the run; fail with its log's tail unless it succeeded. Returns the folder."""
@@ -157,7 +157,7 @@ class Repro:
 
     def stop(self) -> None:
         """Kill the run if it is still going (its test was not reached or failed early)."""
-        if self.process is not None and self.process.poll() is None:
+        if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
 
@@ -173,14 +173,15 @@ def start_repros(names: set[str], tmp_path_factory) -> dict[str, Repro]:
     return {BIMODAL: Repro(folder, bin_dir, env, process)}
 
 
-def run_planned_graph(make_corpus, tmp_path: Path, monkeypatch) -> Repro:
-    """A project of ``make_corpus``'s corpus, its whole graph run here in the order `dvc repro` plans."""
+def run_planned_graph(make_corpus, tmp_path: Path, monkeypatch) -> Path:
+    """A project of ``make_corpus``'s corpus in ``tmp_path``, its whole graph run here in the order `dvc repro`
+    plans; returns its reports folder."""
     from dvc.repo import Repo
     from dvc.repo.reproduce import plan_repro
 
     from pipeline.cli import main
 
-    project = Repro(tmp_path, *new_project(tmp_path, make_corpus))
+    new_project(tmp_path, make_corpus)
     with Repo(str(tmp_path)) as repo:  # DVC builds the graph of dvc.yaml with this corpus's params and plans the run
         planned = plan_repro(repo.index.graph)
         assert len(planned) == len(repo.index.stages)  # every stage, each once
@@ -192,12 +193,11 @@ def run_planned_graph(make_corpus, tmp_path: Path, monkeypatch) -> Repro:
         assert main(shlex.split(stage.cmd)[1:]) == 0, f"{stage.cmd} failed (its message is in the captured stderr)"
         missing = [out.def_path for out in stage.outs if not Path(out.fs_path).exists()]
         assert not missing, f"{stage.addressing}: declared outputs not written: {missing}"
-    return project
+    return tmp_path / "reports"
 
 
-def single_modality_results(project: Repro) -> tuple[dict, str]:
+def single_modality_results(reports: Path) -> tuple[dict, str]:
     """A finished single-modality run's metrics.json and leaderboard."""
-    reports = project.folder / "reports"
     return json.loads((reports / "metrics.json").read_text()), (reports / "leaderboard.md").read_text()
 
 
@@ -217,8 +217,8 @@ def test_audio_only_corpus_through_the_dvc_graph(tmp_path, monkeypatch):
 
 
 def test_text_only_corpus_through_the_dvc_graph_as_regression(tmp_path, monkeypatch):
-    project = run_planned_graph(text_only_corpus, tmp_path, monkeypatch)
-    metrics, board = single_modality_results(project)
+    reports = run_planned_graph(text_only_corpus, tmp_path, monkeypatch)
+    metrics, board = single_modality_results(reports)
     assert {m: sorted(f) for m, f in metrics.items()} == {
         "dummy": ["none"],
         "lgbm": ["text"],
@@ -229,8 +229,8 @@ def test_text_only_corpus_through_the_dvc_graph_as_regression(tmp_path, monkeypa
     assert metrics["dummy"]["none"]["ccc_mean"]["mean"] == 0.0
     assert board.startswith("# Leaderboard (regression)") and "targets valence" in board
     assert "no audio in this corpus: 34 variants that need it were skipped" in board
-    best = json.loads((project.folder / "reports" / "summary.json").read_text())["best"]["variant"]
-    card = (project.folder / "models" / "bundles" / best / "MODEL_CARD.md").read_text()
+    best = json.loads((reports / "summary.json").read_text())["best"]["variant"]
+    card = (tmp_path / "models" / "bundles" / best / "MODEL_CARD.md").read_text()
     assert "Predicts valence (continuous values)" in card
 
 

@@ -248,9 +248,9 @@ def test_long_rtl_cjk_emoji_and_empty_texts_embed_or_count_as_missing(project):
     from pipeline.params import load_params
     from pipeline.stages import MANIFEST, TEXT_STORE, text_features
     from pipeline.store import read_matrix, read_metadata, read_store, write_store
+    from tests.conftest import write_params
 
-    params_file = Path("params.yaml")  # batches of 4 windows: a 1,200-word-piece text takes 6 windows, 2 batches
-    params_file.write_text(params_file.read_text().replace("batch_size: 32", "batch_size: 4", 1))
+    write_params(project, {"text": {"batch_size": 4}})  # a 1,200-word-piece text takes 6 windows: 2 batches
     assert load_params().text.batch_size == 4
     manifest = read_store(MANIFEST)
     texts = {
